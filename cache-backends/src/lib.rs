@@ -1,0 +1,33 @@
+//! Backends for [`cache_core`]: Redis over [fred](https://docs.rs/fred), a circuit breaker for any backend, and
+//! URL-driven set-up.
+//!
+//! ```no_run
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), cache_backends::SetupError> {
+//! // Redis with a key prefix, a 250 ms command timeout and the default circuit breaker, installed as the global
+//! // cache that `#[cached]` functions use.
+//! cache_backends::setup("redis://127.0.0.1:6379/0?prefix=myapp:&command_timeout=250ms").await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Cargo features: `redis` (default) enables [`RedisBackend`]; `tls` adds `rediss://` via rustls.
+
+#![warn(missing_docs)]
+
+pub mod breaker;
+#[cfg(feature = "redis")]
+pub mod redis;
+pub mod setup;
+
+pub use breaker::{BreakerState, CircuitBreaker, CircuitBreakerBuilder};
+#[cfg(feature = "redis")]
+pub use redis::{RedisBackend, RedisBackendBuilder};
+pub use setup::{
+    build_cache, parse_url, setup, setup_with_prefix, BackendKind, CacheUrl, RedisUrl, Setup,
+    SetupError,
+};
+
+/// The fred crate this backend is built on, for its configuration types (such as
+/// [`ReconnectPolicy`](fred::types::config::ReconnectPolicy)) and raw commands through [`RedisBackend::pool`].
+#[cfg(feature = "redis")]
+pub use fred;

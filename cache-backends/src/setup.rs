@@ -1,0 +1,652 @@
+//! Build a [`Cache`] from a URL, optionally install it as the process-wide default.
+//!
+//! # URLs
+//!
+//! | URL | backend |
+//! | --- | --- |
+//! | `mem://?size=10000&max_bytes=67108864` | in-process LRU ([`MemoryBackend`]) |
+//! | `redis://[user:password@]host[:port][/db]` | one Redis server |
+//! | `rediss://…` | the same over TLS (cargo feature `tls`) |
+//! | `redis+cluster://host:port,host:port` or `redis://host:port?cluster=true` | Redis Cluster (seed nodes) |
+//! | `redis+sentinel://host:port,host:port[/db]?service_name=mymaster` | Redis behind Sentinel |
+//!
+//! `rediss+cluster://` and `rediss+sentinel://` combine TLS with the other two.
+//!
+//! # Options (query string)
+//!
+//! | option | applies to | meaning |
+//! | --- | --- | --- |
+//! | `size` | `mem` | maximum number of entries |
+//! | `max_bytes` | `mem` | maximum total size of keys and values |
+//! | `pool_size` | Redis | connections in the pool (default 4) |
+//! | `command_timeout` | Redis | e.g. `500ms` (default), `2s` |
+//! | `connect_timeout` | Redis | e.g. `1s` (default) |
+//! | `prefix` | Redis | key prefix of this cache; `clear` removes only it |
+//! | `cluster` | Redis | `true` treats the hosts as cluster seeds |
+//! | `service_name` | Sentinel | the monitored primary's name (required) |
+//! | `clear_all` | Redis | `true` lets `clear` run `FLUSHDB` (dedicated databases only) |
+//! | `breaker` | Redis | `false` disables the circuit breaker (on by default) |
+//! | `breaker_failures` | Redis | consecutive failures that open the breaker (default 5) |
+//! | `breaker_cooldown` | Redis | how long the breaker stays open (default `1s`) |
+//! | `strict` | all | `true` makes backend errors reach callers instead of failing open |
+//!
+//! Anything else is a [`SetupError`] naming the problem: a typo must not silently fall back to defaults.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cache_core::{Backend, Cache, CacheBuilder, MemoryBackend};
+
+/// Why a cache could not be set up from its configuration.
+///
+/// # Example
+/// ```
+/// use cache_backends::{parse_url, SetupError};
+/// let error = parse_url("redis://127.0.0.1?pool_sise=4").unwrap_err();
+/// assert!(matches!(error, SetupError::UnknownOption { .. }));
+/// assert!(error.to_string().contains("pool_sise"));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// The URL does not parse.
+    #[error("invalid cache URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The scheme names no backend this crate knows.
+    #[error(
+        "unsupported cache URL scheme {0:?}; expected mem://, redis://, rediss://, redis+cluster:// or \
+         redis+sentinel://"
+    )]
+    UnsupportedScheme(String),
+    /// A query option this scheme does not know.
+    #[error("unknown option {name:?} for {scheme}:// cache URLs")]
+    UnknownOption {
+        /// The option as written.
+        name: String,
+        /// The URL scheme.
+        scheme: String,
+    },
+    /// A known option with a value that does not parse or is out of range.
+    #[error("invalid value {value:?} for option {name:?}: {reason}")]
+    InvalidOption {
+        /// The option.
+        name: String,
+        /// The value as written.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The URL needs a cargo feature of `cache-backends` that is not enabled.
+    #[error("{what} need the {feature:?} cargo feature of cache-backends")]
+    FeatureDisabled {
+        /// The feature to enable.
+        feature: &'static str,
+        /// What needs it.
+        what: &'static str,
+    },
+    /// The Redis client refused the configuration.
+    #[error("redis client configuration: {0}")]
+    Redis(String),
+}
+
+/// The kind of backend a URL asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BackendKind {
+    /// `mem://`
+    Memory {
+        /// `size`: maximum number of entries.
+        max_entries: Option<usize>,
+        /// `max_bytes`: maximum total size.
+        max_bytes: Option<usize>,
+    },
+    /// `redis://`, `rediss://`, `redis+cluster://`, `redis+sentinel://`
+    Redis(RedisUrl),
+}
+
+/// The Redis part of a parsed cache URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedisUrl {
+    /// `rediss` schemes.
+    pub tls: bool,
+    /// Seed nodes (cluster), sentinel nodes (sentinel) or the one server, as `host:port`.
+    pub hosts: Vec<String>,
+    /// Credentials, verbatim (still percent-encoded) as `user:password` or `password`.
+    pub userinfo: Option<String>,
+    /// Database number (not for clusters).
+    pub database: Option<u8>,
+    /// Cluster deployment.
+    pub cluster: bool,
+    /// Sentinel deployment: the service name.
+    pub sentinel_service: Option<String>,
+    /// `pool_size`
+    pub pool_size: Option<usize>,
+    /// `command_timeout`
+    pub command_timeout: Option<Duration>,
+    /// `connect_timeout`
+    pub connect_timeout: Option<Duration>,
+    /// `prefix`
+    pub prefix: Option<String>,
+    /// `clear_all`
+    pub clear_all: bool,
+    /// `breaker`
+    pub breaker: bool,
+    /// `breaker_failures`
+    pub breaker_failures: Option<u32>,
+    /// `breaker_cooldown`
+    pub breaker_cooldown: Option<Duration>,
+}
+
+/// A cache URL, parsed and validated but not connected.
+///
+/// # Example
+/// ```
+/// use cache_backends::{parse_url, BackendKind};
+/// let parsed = parse_url("mem://?size=500&strict=true").unwrap();
+/// assert!(parsed.strict);
+/// assert!(matches!(parsed.backend, BackendKind::Memory { max_entries: Some(500), .. }));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheUrl {
+    /// What to connect to.
+    pub backend: BackendKind,
+    /// `strict`: backend errors reach callers.
+    pub strict: bool,
+}
+
+/// Parses and validates a cache URL without connecting. See the [module docs](self) for the syntax.
+///
+/// # Example
+/// ```
+/// use cache_backends::{parse_url, BackendKind};
+/// let parsed = parse_url("redis+cluster://10.0.0.1:7000,10.0.0.2:7000?prefix=app:&command_timeout=250ms").unwrap();
+/// let BackendKind::Redis(redis) = parsed.backend else { unreachable!() };
+/// assert!(redis.cluster);
+/// assert_eq!(redis.hosts, ["10.0.0.1:7000", "10.0.0.2:7000"]);
+/// assert_eq!(redis.prefix.as_deref(), Some("app:"));
+/// ```
+pub fn parse_url(url: &str) -> Result<CacheUrl, SetupError> {
+    let invalid = |reason: &str| SetupError::InvalidUrl {
+        url: url.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| invalid("missing scheme (like redis:// or mem://)"))?;
+    let scheme = scheme.to_ascii_lowercase();
+    let (before_query, query) = match rest.split_once('?') {
+        Some((a, q)) => (a, q),
+        None => (rest, ""),
+    };
+    let (authority, path) = match before_query.split_once('/') {
+        Some((a, p)) => (a, p),
+        None => (before_query, ""),
+    };
+    let mut options: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let strict = take_bool(&mut options, "strict")?.unwrap_or(false);
+
+    let backend = match scheme.as_str() {
+        "mem" | "memory" => {
+            if !authority.is_empty() || !path.is_empty() {
+                return Err(invalid("mem:// takes no host or path, only options: mem://?size=N"));
+            }
+            let max_entries = take_parsed::<usize>(&mut options, "size")?;
+            let max_bytes = take_parsed::<usize>(&mut options, "max_bytes")?;
+            BackendKind::Memory {
+                max_entries,
+                max_bytes,
+            }
+        }
+        "redis" | "rediss" | "redis+cluster" | "rediss+cluster" | "redis+sentinel"
+        | "rediss+sentinel" => {
+            let tls = scheme.starts_with("rediss");
+            let (userinfo, hosts) = match authority.rsplit_once('@') {
+                Some((user, hosts)) => (Some(user.to_owned()), hosts),
+                None => (None, authority),
+            };
+            let hosts: Vec<String> = hosts
+                .split(',')
+                .filter(|h| !h.is_empty())
+                .map(str::to_owned)
+                .collect();
+            let sentinel = scheme.ends_with("+sentinel");
+            let cluster = scheme.ends_with("+cluster")
+                || take_bool(&mut options, "cluster")?.unwrap_or(false);
+            if hosts.is_empty() {
+                return Err(invalid("no host"));
+            }
+            if cluster && sentinel {
+                return Err(invalid("a deployment is either a cluster or behind sentinel"));
+            }
+            let database = match path.trim_end_matches('/') {
+                "" => None,
+                db => Some(db.parse::<u8>().map_err(|_| {
+                    invalid("the path must be a database number, like redis://host:6379/2")
+                })?),
+            };
+            if cluster && database.unwrap_or(0) != 0 {
+                return Err(invalid("Redis Cluster has only database 0"));
+            }
+            if hosts.len() > 1 && !cluster && !sentinel {
+                return Err(invalid(
+                    "several hosts need redis+cluster://, ?cluster=true or redis+sentinel://",
+                ));
+            }
+            let sentinel_service = take_string(&mut options, "service_name");
+            if sentinel && sentinel_service.is_none() {
+                return Err(invalid("redis+sentinel:// needs ?service_name=<primary name>"));
+            }
+            if !sentinel && sentinel_service.is_some() {
+                return Err(SetupError::UnknownOption {
+                    name: "service_name".into(),
+                    scheme: scheme.clone(),
+                });
+            }
+            BackendKind::Redis(RedisUrl {
+                tls,
+                hosts,
+                userinfo,
+                database,
+                cluster,
+                sentinel_service,
+                pool_size: take_parsed::<usize>(&mut options, "pool_size")?,
+                command_timeout: take_duration(&mut options, "command_timeout")?,
+                connect_timeout: take_duration(&mut options, "connect_timeout")?,
+                prefix: take_string(&mut options, "prefix"),
+                clear_all: take_bool(&mut options, "clear_all")?.unwrap_or(false),
+                breaker: take_bool(&mut options, "breaker")?.unwrap_or(true),
+                breaker_failures: take_parsed::<u32>(&mut options, "breaker_failures")?,
+                breaker_cooldown: take_duration(&mut options, "breaker_cooldown")?,
+            })
+        }
+        _ => return Err(SetupError::UnsupportedScheme(scheme)),
+    };
+    if let Some((name, _)) = options.into_iter().next() {
+        return Err(SetupError::UnknownOption { name, scheme });
+    }
+    Ok(CacheUrl { backend, strict })
+}
+
+fn take_string(options: &mut Vec<(String, String)>, name: &str) -> Option<String> {
+    let index = options.iter().position(|(k, _)| k == name)?;
+    Some(options.remove(index).1)
+}
+
+fn take_parsed<T>(options: &mut Vec<(String, String)>, name: &str) -> Result<Option<T>, SetupError>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    take_string(options, name)
+        .map(|value| {
+            value.parse::<T>().map_err(|e| SetupError::InvalidOption {
+                name: name.to_owned(),
+                reason: e.to_string(),
+                value,
+            })
+        })
+        .transpose()
+}
+
+fn take_bool(options: &mut Vec<(String, String)>, name: &str) -> Result<Option<bool>, SetupError> {
+    take_string(options, name)
+        .map(|value| match value.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err(SetupError::InvalidOption {
+                name: name.to_owned(),
+                value,
+                reason: "expected true or false".into(),
+            }),
+        })
+        .transpose()
+}
+
+fn take_duration(
+    options: &mut Vec<(String, String)>,
+    name: &str,
+) -> Result<Option<Duration>, SetupError> {
+    take_string(options, name)
+        .map(|value| {
+            humantime::parse_duration(&value).map_err(|e| SetupError::InvalidOption {
+                name: name.to_owned(),
+                reason: format!("{e} (expected a duration like 500ms or 2s)"),
+                value,
+            })
+        })
+        .transpose()
+}
+
+impl CacheUrl {
+    /// Connects the backend this URL describes (Redis wrapped in a [`CircuitBreaker`](crate::CircuitBreaker)
+    /// unless `breaker=false`).
+    ///
+    /// # Example
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cache_backends::SetupError> {
+    /// let backend = cache_backends::parse_url("mem://?size=100")?.connect().await?;
+    /// assert_eq!(backend.name(), "memory");
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(&self) -> Result<Arc<dyn Backend>, SetupError> {
+        match &self.backend {
+            BackendKind::Memory {
+                max_entries,
+                max_bytes,
+            } => {
+                let mut builder = MemoryBackend::builder();
+                if let Some(n) = max_entries {
+                    builder = builder.max_entries(*n);
+                }
+                if let Some(n) = max_bytes {
+                    builder = builder.max_bytes(*n);
+                }
+                Ok(Arc::new(builder.build()))
+            }
+            BackendKind::Redis(redis) => connect_redis(redis).await,
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+async fn connect_redis(url: &RedisUrl) -> Result<Arc<dyn Backend>, SetupError> {
+    let scheme = if url.tls { "rediss" } else { "redis" };
+    let credentials = url
+        .userinfo
+        .as_deref()
+        .map(|u| format!("{u}@"))
+        .unwrap_or_default();
+    let db = url.database.map(|d| format!("/{d}")).unwrap_or_default();
+    let mut builder = crate::RedisBackend::builder().cluster(url.cluster);
+    if let Some(service) = &url.sentinel_service {
+        // fred's sentinel URL: the first sentinel in the authority, the others as `node` parameters.
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        query.append_pair("sentinelServiceName", service);
+        for host in url.hosts.iter().skip(1) {
+            query.append_pair("node", host);
+        }
+        let first = url.hosts.first().map(String::as_str).unwrap_or_default();
+        builder = builder.url(format!(
+            "{scheme}-sentinel://{credentials}{first}{db}?{}",
+            query.finish()
+        ));
+    } else {
+        for host in &url.hosts {
+            builder = builder.url(format!("{scheme}://{credentials}{host}{db}"));
+        }
+    }
+    if let Some(n) = url.pool_size {
+        builder = builder.pool_size(n);
+    }
+    if let Some(t) = url.command_timeout {
+        builder = builder.command_timeout(t);
+    }
+    if let Some(t) = url.connect_timeout {
+        builder = builder.connect_timeout(t);
+    }
+    if let Some(prefix) = &url.prefix {
+        builder = builder.key_prefix(prefix.clone());
+    }
+    let redis = builder.clear_all(url.clear_all).build().await?;
+    if !url.breaker {
+        return Ok(Arc::new(redis));
+    }
+    let mut breaker = crate::CircuitBreaker::builder();
+    if let Some(n) = url.breaker_failures {
+        breaker = breaker.failure_threshold(n);
+    }
+    if let Some(d) = url.breaker_cooldown {
+        breaker = breaker.cooldown(d);
+    }
+    Ok(Arc::new(breaker.wrap(redis)))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn connect_redis(_url: &RedisUrl) -> Result<Arc<dyn Backend>, SetupError> {
+    Err(SetupError::FeatureDisabled {
+        feature: "redis",
+        what: "redis:// URLs",
+    })
+}
+
+/// Builds a [`Cache`] from a main URL plus optional per-prefix routes to other backends.
+///
+/// # Example
+/// ```no_run
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), cache_backends::SetupError> {
+/// // Sessions in Redis, everything else in process memory; installed as the global default.
+/// let cache = cache_backends::Setup::new("mem://?size=10000")
+///     .route("session:", "redis://127.0.0.1:6379/1?prefix=sessions:")
+///     .install()
+///     .await?;
+/// # let _ = cache; Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Setup {
+    url: String,
+    routes: Vec<(String, String)>,
+}
+
+impl Setup {
+    /// Starts from the main URL: keys no route claims go to its backend.
+    ///
+    /// # Example
+    /// ```
+    /// let setup = cache_backends::Setup::new("redis://127.0.0.1:6379");
+    /// # let _ = setup;
+    /// ```
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            routes: Vec::new(),
+        }
+    }
+
+    /// Sends keys starting with `prefix` to the backend of `url` (see `CacheBuilder::route`). The `strict` option
+    /// belongs to the main URL only.
+    ///
+    /// # Example
+    /// ```
+    /// let setup = cache_backends::Setup::new("redis://127.0.0.1:6379").route("local:", "mem://?size=100");
+    /// # let _ = setup;
+    /// ```
+    pub fn route(mut self, prefix: impl Into<String>, url: impl Into<String>) -> Self {
+        self.routes.push((prefix.into(), url.into()));
+        self
+    }
+
+    /// The configured [`CacheBuilder`], for settings URLs do not cover (codec, …).
+    ///
+    /// # Example
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cache_backends::SetupError> {
+    /// let cache = cache_backends::Setup::new("mem://").builder().await?.build();
+    /// # let _ = cache; Ok(()) }
+    /// ```
+    pub async fn builder(self) -> Result<CacheBuilder, SetupError> {
+        let main = parse_url(&self.url)?;
+        let routes = self
+            .routes
+            .iter()
+            .map(|(prefix, url)| {
+                let parsed = parse_url(url)?;
+                if parsed.strict {
+                    return Err(SetupError::InvalidOption {
+                        name: "strict".into(),
+                        value: "true".into(),
+                        reason: "strict applies to the whole cache; set it on the main URL".into(),
+                    });
+                }
+                Ok((prefix.clone(), parsed))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut builder = Cache::builder()
+            .backend_arc(main.connect().await?)
+            .strict(main.strict);
+        for (prefix, parsed) in routes {
+            builder = builder.route(prefix, parsed.connect().await?);
+        }
+        Ok(builder)
+    }
+
+    /// Builds the cache without installing it anywhere.
+    ///
+    /// # Example
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cache_backends::SetupError> {
+    /// let cache = cache_backends::Setup::new("mem://?size=100").build().await?;
+    /// # let _ = cache; Ok(()) }
+    /// ```
+    pub async fn build(self) -> Result<Cache, SetupError> {
+        Ok(self.builder().await?.build())
+    }
+
+    /// Builds the cache and installs it as the process-wide default (`cache_core::set_global`) that cached
+    /// functions use.
+    ///
+    /// # Example
+    /// ```no_run
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), cache_backends::SetupError> {
+    /// cache_backends::Setup::new("redis://127.0.0.1:6379").install().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn install(self) -> Result<Cache, SetupError> {
+        let cache = self.build().await?;
+        cache_core::set_global(cache.clone());
+        Ok(cache)
+    }
+}
+
+/// Builds a cache for `url` and installs it as the process-wide default. See the [module docs](self) for URLs.
+///
+/// # Example
+/// ```no_run
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), cache_backends::SetupError> {
+/// cache_backends::setup("redis://127.0.0.1:6379/0?prefix=myapp:").await?;
+/// # Ok(()) }
+/// ```
+pub async fn setup(url: &str) -> Result<Cache, SetupError> {
+    Setup::new(url).install().await
+}
+
+/// Builds a cache for `url` without installing it. See the [module docs](self) for URLs.
+///
+/// # Example
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), cache_backends::SetupError> {
+/// let cache = cache_backends::build_cache("mem://?size=1000").await?;
+/// # let _ = cache; Ok(()) }
+/// ```
+pub async fn build_cache(url: &str) -> Result<Cache, SetupError> {
+    Setup::new(url).build().await
+}
+
+/// Like [`setup`], but keys starting with `prefix` go to the backend of `prefix_url`.
+///
+/// # Example
+/// ```no_run
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), cache_backends::SetupError> {
+/// cache_backends::setup_with_prefix("redis://127.0.0.1:6379", "local:", "mem://?size=1000").await?;
+/// # Ok(()) }
+/// ```
+pub async fn setup_with_prefix(
+    url: &str,
+    prefix: &str,
+    prefix_url: &str,
+) -> Result<Cache, SetupError> {
+    Setup::new(url).route(prefix, prefix_url).install().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redis(url: &str) -> RedisUrl {
+        match parse_url(url).map(|u| u.backend) {
+            Ok(BackendKind::Redis(r)) => r,
+            other => panic!("{url}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn memory_urls() {
+        let parsed = parse_url("mem://?size=10&max_bytes=2048").unwrap();
+        assert_eq!(
+            parsed.backend,
+            BackendKind::Memory {
+                max_entries: Some(10),
+                max_bytes: Some(2048)
+            }
+        );
+        assert!(!parsed.strict);
+        assert!(parse_url("mem://").is_ok());
+        assert!(matches!(
+            parse_url("mem://?size=ten"),
+            Err(SetupError::InvalidOption { name, .. }) if name == "size"
+        ));
+        assert!(matches!(
+            parse_url("mem://?pool_size=3"),
+            Err(SetupError::UnknownOption { name, .. }) if name == "pool_size"
+        ));
+    }
+
+    #[test]
+    fn redis_urls() {
+        let r = redis("redis://user:pw@cache:6380/3?pool_size=8&command_timeout=250ms&connect_timeout=2s&prefix=a:b:");
+        assert_eq!(r.hosts, ["cache:6380"]);
+        assert_eq!(r.userinfo.as_deref(), Some("user:pw"));
+        assert_eq!(r.database, Some(3));
+        assert_eq!(r.pool_size, Some(8));
+        assert_eq!(r.command_timeout, Some(Duration::from_millis(250)));
+        assert_eq!(r.connect_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(r.prefix.as_deref(), Some("a:b:"));
+        assert!(r.breaker && !r.cluster && !r.tls);
+
+        let r = redis("redis://h1:7000?cluster=true&breaker=false");
+        assert!(r.cluster && !r.breaker);
+        let r = redis("rediss+cluster://h1:7000,h2:7001");
+        assert!(r.cluster && r.tls);
+        assert_eq!(r.hosts.len(), 2);
+        let r = redis("redis+sentinel://s1:26379,s2:26379/1?service_name=main");
+        assert_eq!(r.sentinel_service.as_deref(), Some("main"));
+        assert_eq!(r.database, Some(1));
+        assert!(parse_url("redis://h?strict=true").unwrap().strict);
+    }
+
+    #[test]
+    fn bad_urls_name_the_problem() {
+        let cases = [
+            ("ftp://x", "unsupported"),
+            ("localhost:6379", "missing scheme"),
+            ("redis://h?command_timeout=fast", "command_timeout"),
+            ("redis://h?pool_sise=2", "pool_sise"),
+            ("redis://h/db", "database number"),
+            ("redis://a:1,b:2", "several hosts"),
+            ("redis+cluster://a:1/2", "database 0"),
+            ("redis+sentinel://a:1", "service_name"),
+            ("redis://h?breaker=maybe", "breaker"),
+            ("redis://", "no host"),
+        ];
+        for (url, needle) in cases {
+            let message = parse_url(url).unwrap_err().to_string();
+            assert!(message.contains(needle), "{url}: {message}");
+        }
+    }
+}

@@ -1,0 +1,648 @@
+//! The [`Cache`] handle, its builder and the process-wide default.
+
+use std::future::Future;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::backend::{Backend, KeyTtl, SetMode};
+use crate::codec::Codec;
+use crate::envelope::EnvelopeMeta;
+use crate::error::CacheError;
+use crate::memory::MemoryBackend;
+use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::shape::Plain;
+use crate::singleflight::SingleFlight;
+
+/// A cheap-to-clone handle to a cache: one backend (or several, routed by key prefix), a codec, and counters.
+///
+/// Typed operations return `Result<_, CacheError>`; [`Cache::get_or_set`] and cached functions fail open instead
+/// (a broken backend makes them compute the value).
+///
+/// ```
+/// use cache_core::Cache;
+/// use std::time::Duration;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), cache_core::CacheError> {
+/// let cache = Cache::memory();
+/// cache.set("answer", &42u32, Some(Duration::from_secs(60))).await?;
+/// assert_eq!(cache.get::<u32>("answer").await?, Some(42));
+/// let v = cache.get_or_set("other", None, || async { 7u32 }).await;
+/// assert_eq!(v, 7);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Cache {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    default: Arc<dyn Backend>,
+    /// Longest prefix first, so the most specific route wins.
+    routes: Vec<(String, Arc<dyn Backend>)>,
+    pub(crate) codec: Codec,
+    pub(crate) strict: bool,
+    pub(crate) metrics: Metrics,
+    pub(crate) flights: SingleFlight,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("backend", &self.inner.default.name())
+            .field(
+                "routes",
+                &self
+                    .inner
+                    .routes
+                    .iter()
+                    .map(|(p, b)| (p.as_str(), b.name()))
+                    .collect::<Vec<_>>(),
+            )
+            .field("codec", &self.inner.codec)
+            .field("strict", &self.inner.strict)
+            .finish()
+    }
+}
+
+/// Configures a [`Cache`].
+///
+/// ```
+/// use cache_core::{Cache, Codec, MemoryBackend};
+/// use std::sync::Arc;
+/// let sessions = Arc::new(MemoryBackend::builder().max_entries(100).build());
+/// let cache = Cache::builder()
+///     .backend(MemoryBackend::builder().max_entries(10_000).build())
+///     .route("session:", sessions)
+///     .codec(Codec::Json)
+///     .build();
+/// ```
+#[derive(Default)]
+pub struct CacheBuilder {
+    default: Option<Arc<dyn Backend>>,
+    routes: Vec<(String, Arc<dyn Backend>)>,
+    codec: Codec,
+    strict: bool,
+}
+
+impl CacheBuilder {
+    /// The backend for every key no route claims. Default: an in-memory backend of
+    /// [`MemoryBackend::DEFAULT_MAX_ENTRIES`] entries.
+    pub fn backend(self, backend: impl Backend) -> Self {
+        self.backend_arc(Arc::new(backend))
+    }
+
+    /// Like [`CacheBuilder::backend`] for a backend that is already shared.
+    pub fn backend_arc(mut self, backend: Arc<dyn Backend>) -> Self {
+        self.default = Some(backend);
+        self
+    }
+
+    /// Sends keys starting with `prefix` to `backend` (like cashews' `setup(url, prefix=...)`).
+    pub fn route(mut self, prefix: impl Into<String>, backend: Arc<dyn Backend>) -> Self {
+        self.routes.push((prefix.into(), backend));
+        self
+    }
+
+    /// The codec for values written from now on (reads follow each value's envelope). Default MessagePack.
+    pub fn codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// Strict mode: [`Cache::get_or_set`] returns backend failures as errors (see
+    /// [`Cache::try_get_or_set`]) instead of failing open. Default off.
+    pub fn strict(mut self, strict: bool) -> Self {
+        self.strict = strict;
+        self
+    }
+
+    /// Builds the cache.
+    pub fn build(mut self) -> Cache {
+        self.routes.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
+        Cache {
+            inner: Arc::new(Inner {
+                default: self
+                    .default
+                    .unwrap_or_else(|| Arc::new(MemoryBackend::default())),
+                routes: self.routes,
+                codec: self.codec,
+                strict: self.strict,
+                metrics: Metrics::default(),
+                flights: SingleFlight::default(),
+            }),
+        }
+    }
+}
+
+static GLOBAL: LazyLock<ArcSwap<Inner>> = LazyLock::new(|| ArcSwap::new(Cache::memory().inner));
+
+/// The process-wide default cache the macros use when no `cache = ...` is given: until [`set_global`] is
+/// called, a bounded in-memory cache ([`MemoryBackend::DEFAULT_MAX_ENTRIES`] entries).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// cache_core::global().set("k", &1u8, None).await.unwrap();
+/// # }
+/// ```
+pub fn global() -> Cache {
+    Cache {
+        inner: GLOBAL.load_full(),
+    }
+}
+
+/// Replaces the process-wide default cache. Calls already running keep the cache they started with.
+///
+/// ```
+/// let cache = cache_core::Cache::builder().build();
+/// cache_core::set_global(cache);
+/// ```
+pub fn set_global(cache: Cache) {
+    GLOBAL.store(cache.inner);
+}
+
+impl Cache {
+    /// Starts configuring a cache.
+    pub fn builder() -> CacheBuilder {
+        CacheBuilder::default()
+    }
+
+    /// A cache on a fresh in-memory backend with default bounds.
+    pub fn memory() -> Cache {
+        Self::builder().build()
+    }
+
+    /// The backend that holds `key`.
+    ///
+    /// ```
+    /// assert_eq!(cache_core::Cache::memory().backend_for("k").name(), "memory");
+    /// ```
+    pub fn backend_for(&self, key: &str) -> &Arc<dyn Backend> {
+        self.inner
+            .routes
+            .iter()
+            .find(|(prefix, _)| key.starts_with(prefix.as_str()))
+            .map_or(&self.inner.default, |(_, backend)| backend)
+    }
+
+    /// Every distinct backend (the default one first), for operations over all keys.
+    fn backends(&self) -> impl Iterator<Item = &Arc<dyn Backend>> {
+        std::iter::once(&self.inner.default).chain(self.inner.routes.iter().map(|(_, b)| b))
+    }
+
+    /// The codec used for writes.
+    pub fn codec(&self) -> Codec {
+        self.inner.codec
+    }
+
+    /// Whether this cache is strict (see [`CacheBuilder::strict`]).
+    pub fn is_strict(&self) -> bool {
+        self.inner.strict
+    }
+
+    /// The counters so far.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.inner.metrics.snapshot()
+    }
+
+    pub(crate) fn metrics_ref(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Encodes a value into its stored form (envelope + payload).
+    pub(crate) fn encode<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        meta: EnvelopeMeta,
+    ) -> Result<Bytes, CacheError> {
+        let mut out = Vec::with_capacity(64);
+        meta.write(&mut out);
+        self.inner
+            .codec
+            .encode(value, &mut out)
+            .map_err(CacheError::Encode)?;
+        Ok(Bytes::from(out))
+    }
+
+    /// Decodes stored bytes; every failure is an error, never a panic.
+    pub(crate) fn decode<T: DeserializeOwned>(
+        bytes: &[u8],
+    ) -> Result<(EnvelopeMeta, T), CacheError> {
+        let (meta, payload) = EnvelopeMeta::read(bytes)?;
+        let value = meta.codec.decode(payload).map_err(CacheError::Decode)?;
+        Ok((meta, value))
+    }
+
+    /// Reads and decodes one entry. Undecodable bytes are counted and logged, and read as `None`.
+    pub(crate) async fn read_entry<T: DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<(EnvelopeMeta, T)>, CacheError> {
+        let Some(bytes) = self.backend_for(key).get(key).await.inspect_err(|e| {
+            self.note_backend_error("get", key, e);
+        })?
+        else {
+            return Ok(None);
+        };
+        Ok(self.decode_or_miss(key, &bytes))
+    }
+
+    pub(crate) fn decode_or_miss<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        bytes: &[u8],
+    ) -> Option<(EnvelopeMeta, T)> {
+        match Self::decode::<T>(bytes) {
+            Ok((meta, _)) if meta.is_expired() => None,
+            Ok(entry) => Some(entry),
+            Err(error) => {
+                Metrics::inc(&self.inner.metrics.decode_errors);
+                tracing::warn!(key, %error, "unreadable cached value treated as a miss");
+                None
+            }
+        }
+    }
+
+    pub(crate) fn note_backend_error(&self, op: &str, key: &str, error: &dyn std::fmt::Display) {
+        Metrics::inc(&self.inner.metrics.backend_errors);
+        tracing::warn!(op, key, %error, "cache backend error");
+    }
+
+    pub(crate) async fn write_bytes(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        ttl: Option<Duration>,
+    ) -> Result<(), CacheError> {
+        self.backend_for(key)
+            .set(key, bytes, ttl, SetMode::Always)
+            .await
+            .inspect_err(|e| self.note_backend_error("set", key, e))?;
+        Ok(())
+    }
+
+    /// Reads a value. A value that does not decode as `T` (foreign bytes, another type or version) is `None`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let cache = cache_core::Cache::memory();
+    /// assert_eq!(cache.get::<String>("missing").await.unwrap(), None);
+    /// # }
+    /// ```
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, CacheError> {
+        Ok(self.read_entry(key).await?.map(|(_, v)| v))
+    }
+
+    /// Reads a value with its metadata (age, remaining TTL).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let cache = cache_core::Cache::memory();
+    /// cache.set("k", &1u8, Some(std::time::Duration::from_secs(9))).await.unwrap();
+    /// let (meta, v) = cache.get_with_meta::<u8>("k").await.unwrap().unwrap();
+    /// assert_eq!(v, 1);
+    /// assert!(meta.remaining_ttl().unwrap().as_secs() <= 9);
+    /// # }
+    /// ```
+    pub async fn get_with_meta<T: DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<(EnvelopeMeta, T)>, CacheError> {
+        self.read_entry(key).await
+    }
+
+    /// Reads many values, one round trip per backend.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let cache = cache_core::Cache::memory();
+    /// cache.set("a", &1u8, None).await.unwrap();
+    /// assert_eq!(cache.get_many::<u8>(&["a", "b"]).await.unwrap(), vec![Some(1), None]);
+    /// # }
+    /// ```
+    pub async fn get_many<T: DeserializeOwned>(
+        &self,
+        keys: &[&str],
+    ) -> Result<Vec<Option<T>>, CacheError> {
+        let mut out: Vec<Option<T>> = keys.iter().map(|_| None).collect();
+        for backend in self.backends_in_use(keys) {
+            let (positions, subset): (Vec<usize>, Vec<&str>) = keys
+                .iter()
+                .enumerate()
+                .filter(|(_, k)| Arc::ptr_eq(self.backend_for(k), backend))
+                .map(|(i, k)| (i, *k))
+                .unzip();
+            let values = backend
+                .get_many(&subset)
+                .await
+                .inspect_err(|e| self.note_backend_error("get_many", subset[0], e))?;
+            for ((position, key), bytes) in positions.into_iter().zip(subset).zip(values) {
+                out[position] = bytes.and_then(|b| self.decode_or_miss(key, &b).map(|(_, v)| v));
+            }
+        }
+        Ok(out)
+    }
+
+    fn backends_in_use<'a>(&'a self, keys: &[&str]) -> Vec<&'a Arc<dyn Backend>> {
+        let mut used: Vec<&Arc<dyn Backend>> = Vec::new();
+        for key in keys {
+            let backend = self.backend_for(key);
+            if !used.iter().any(|b| Arc::ptr_eq(b, backend)) {
+                used.push(backend);
+            }
+        }
+        used
+    }
+
+    /// Stores a value for `ttl` (or until evicted).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let cache = cache_core::Cache::memory();
+    /// cache.set("k", &vec![1, 2], Some(std::time::Duration::from_secs(5))).await.unwrap();
+    /// # }
+    /// ```
+    pub async fn set<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Option<Duration>,
+    ) -> Result<(), CacheError> {
+        let bytes = self.encode(value, EnvelopeMeta::new(self.inner.codec, ttl))?;
+        self.write_bytes(key, bytes, ttl).await
+    }
+
+    /// Stores many values with one TTL, one round trip per backend.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let cache = cache_core::Cache::memory();
+    /// cache.set_many(&[("a", &1u8), ("b", &2u8)], None).await.unwrap();
+    /// assert_eq!(cache.get::<u8>("b").await.unwrap(), Some(2));
+    /// # }
+    /// ```
+    pub async fn set_many<T: Serialize>(
+        &self,
+        entries: &[(&str, &T)],
+        ttl: Option<Duration>,
+    ) -> Result<(), CacheError> {
+        let keys: Vec<&str> = entries.iter().map(|(k, _)| *k).collect();
+        for backend in self.backends_in_use(&keys) {
+            let mut batch = Vec::new();
+            for (key, value) in entries {
+                if Arc::ptr_eq(self.backend_for(key), backend) {
+                    let meta = EnvelopeMeta::new(self.inner.codec, ttl);
+                    batch.push((*key, self.encode(*value, meta)?));
+                }
+            }
+            backend
+                .set_many(&batch, ttl)
+                .await
+                .inspect_err(|e| self.note_backend_error("set_many", batch[0].0, e))?;
+        }
+        Ok(())
+    }
+
+    /// Deletes one key. Returns whether it existed.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let cache = cache_core::Cache::memory();
+    /// assert!(!cache.delete("nothing").await.unwrap());
+    /// # }
+    /// ```
+    pub async fn delete(&self, key: &str) -> Result<bool, CacheError> {
+        Ok(self
+            .backend_for(key)
+            .delete(key)
+            .await
+            .inspect_err(|e| self.note_backend_error("delete", key, e))?)
+    }
+
+    /// Deletes many keys. Returns how many existed.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let cache = cache_core::Cache::memory();
+    /// cache.set("a", &1u8, None).await.unwrap();
+    /// assert_eq!(cache.delete_many(&["a", "b"]).await.unwrap(), 1);
+    /// # }
+    /// ```
+    pub async fn delete_many(&self, keys: &[&str]) -> Result<u64, CacheError> {
+        let mut deleted = 0;
+        for backend in self.backends_in_use(keys) {
+            let subset: Vec<&str> = keys
+                .iter()
+                .copied()
+                .filter(|k| Arc::ptr_eq(self.backend_for(k), backend))
+                .collect();
+            deleted += backend
+                .delete_many(&subset)
+                .await
+                .inspect_err(|e| self.note_backend_error("delete_many", subset[0], e))?;
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes every key matching a Redis-style glob, on every backend. Returns how many were deleted.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let cache = cache_core::Cache::memory();
+    /// cache.set("user:1", &1u8, None).await.unwrap();
+    /// cache.set("user:2", &2u8, None).await.unwrap();
+    /// assert_eq!(cache.delete_match("user:*").await.unwrap(), 2);
+    /// # }
+    /// ```
+    pub async fn delete_match(&self, pattern: &str) -> Result<u64, CacheError> {
+        let mut deleted = 0;
+        for backend in self.backends() {
+            deleted += backend
+                .delete_match(pattern)
+                .await
+                .inspect_err(|e| self.note_backend_error("delete_match", pattern, e))?;
+        }
+        Ok(deleted)
+    }
+
+    /// Lists the keys matching a Redis-style glob, on every backend.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let cache = cache_core::Cache::memory();
+    /// cache.set("user:1", &1u8, None).await.unwrap();
+    /// assert_eq!(cache.scan("user:*").await.unwrap(), vec!["user:1".to_string()]);
+    /// # }
+    /// ```
+    pub async fn scan(&self, pattern: &str) -> Result<Vec<String>, CacheError> {
+        let mut keys = Vec::new();
+        for backend in self.backends() {
+            keys.extend(
+                backend
+                    .scan(pattern)
+                    .await
+                    .inspect_err(|e| self.note_backend_error("scan", pattern, e))?,
+            );
+        }
+        Ok(keys)
+    }
+
+    /// Adds `by` to a counter (created at 0 with `ttl` if missing) and returns the new value. Counters are plain
+    /// decimal text, not envelopes, so several processes and Redis itself can update them.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let cache = cache_core::Cache::memory();
+    /// assert_eq!(cache.incr("hits", 2, None).await.unwrap(), 2);
+    /// # }
+    /// ```
+    pub async fn incr(&self, key: &str, by: i64, ttl: Option<Duration>) -> Result<i64, CacheError> {
+        Ok(self
+            .backend_for(key)
+            .incr(key, by, ttl)
+            .await
+            .inspect_err(|e| self.note_backend_error("incr", key, e))?)
+    }
+
+    /// Sets a key's TTL. Returns whether the key exists.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let cache = cache_core::Cache::memory();
+    /// assert!(!cache.expire("k", std::time::Duration::from_secs(1)).await.unwrap());
+    /// # }
+    /// ```
+    pub async fn expire(&self, key: &str, ttl: Duration) -> Result<bool, CacheError> {
+        Ok(self
+            .backend_for(key)
+            .expire(key, ttl)
+            .await
+            .inspect_err(|e| self.note_backend_error("expire", key, e))?)
+    }
+
+    /// A key's remaining lifetime.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let cache = cache_core::Cache::memory();
+    /// assert_eq!(cache.ttl("k").await.unwrap(), cache_core::KeyTtl::Missing);
+    /// # }
+    /// ```
+    pub async fn ttl(&self, key: &str) -> Result<KeyTtl, CacheError> {
+        Ok(self
+            .backend_for(key)
+            .ttl(key)
+            .await
+            .inspect_err(|e| self.note_backend_error("ttl", key, e))?)
+    }
+
+    /// Checks every backend answers.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// cache_core::Cache::memory().ping().await.unwrap();
+    /// # }
+    /// ```
+    pub async fn ping(&self) -> Result<(), CacheError> {
+        for backend in self.backends() {
+            backend.ping().await?;
+        }
+        Ok(())
+    }
+
+    /// Removes every key of every backend (a prefixed backend removes only its own keys).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// cache_core::Cache::memory().clear().await.unwrap();
+    /// # }
+    /// ```
+    pub async fn clear(&self) -> Result<(), CacheError> {
+        for backend in self.backends() {
+            backend.clear().await?;
+        }
+        Ok(())
+    }
+
+    /// Returns the cached value for `key`, or runs `compute`, stores its result for `ttl` and returns it.
+    ///
+    /// Concurrent callers of one missing key share one `compute` run. Fails open: if the backend fails, the
+    /// value is computed and returned anyway (the failure is logged and counted). Honours the
+    /// [`context`](crate::context) scope like cached functions do.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let cache = cache_core::Cache::memory();
+    /// let v: String = cache.get_or_set("greeting", None, || async { "hi".to_string() }).await;
+    /// assert_eq!(v, "hi");
+    /// # }
+    /// ```
+    pub async fn get_or_set<T, F, Fut>(&self, key: &str, ttl: Option<Duration>, compute: F) -> T
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        crate::strategy::cached(Plain, self, key.to_owned(), ttl, None, async move {
+            compute().await
+        })
+        .await
+    }
+
+    /// Like [`Cache::get_or_set`], but a backend failure is returned as an error instead of computing the value
+    /// when the cache is [strict](CacheBuilder::strict); a non-strict cache fails open and never errors here.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let cache = cache_core::Cache::builder().strict(true).build();
+    /// let v = cache.try_get_or_set("k", None, || async { 1u8 }).await.unwrap();
+    /// assert_eq!(v, 1);
+    /// # }
+    /// ```
+    pub async fn try_get_or_set<T, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Option<Duration>,
+        compute: F,
+    ) -> Result<T, CacheError>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        if self.is_strict() {
+            crate::strategy::cached(
+                crate::shape::StrictOk,
+                self,
+                key.to_owned(),
+                ttl,
+                None,
+                async move { Ok::<T, CacheError>(compute().await) },
+            )
+            .await
+        } else {
+            Ok(self.get_or_set(key, ttl, compute).await)
+        }
+    }
+}

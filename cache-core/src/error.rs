@@ -1,0 +1,45 @@
+//! The error type of the typed [`Cache`](crate::Cache) API.
+
+use crate::backend::BackendError;
+use crate::codec::CodecError;
+use crate::envelope::EnvelopeError;
+
+/// What went wrong in a [`Cache`](crate::Cache) operation.
+///
+/// Cached functions never see these unless they opted into strict mode: by default a failing backend makes them
+/// run their body instead (fail-open).
+///
+/// # Example
+/// ```
+/// use cache_core::{BackendError, CacheError};
+/// let err = CacheError::from(BackendError::CircuitOpen);
+/// assert!(err.is_backend());
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CacheError {
+    /// The backend failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// A value could not be encoded for storage.
+    #[error("cannot encode value: {0}")]
+    Encode(#[source] CodecError),
+    /// Stored bytes are not a readable value of the requested type.
+    #[error("cannot decode stored value: {0}")]
+    Decode(#[source] CodecError),
+    /// Stored bytes are not one of our envelopes (foreign, truncated or another version).
+    #[error("stored value is not readable: {0}")]
+    Envelope(#[from] EnvelopeError),
+}
+
+impl CacheError {
+    /// Whether the backend (not the data) failed.
+    ///
+    /// ```
+    /// # use cache_core::{BackendError, CacheError};
+    /// assert!(CacheError::Backend(BackendError::Timeout(std::time::Duration::from_millis(5))).is_backend());
+    /// ```
+    pub fn is_backend(&self) -> bool {
+        matches!(self, CacheError::Backend(_))
+    }
+}

@@ -1,0 +1,54 @@
+//! Async-first caching for Rust services: annotate async fns, switch the cache off per request, see which keys
+//! were hits.
+//!
+//! - [`cached`] and [`invalidates`] attribute macros (re-exported from `cache-macros`); every behaviour behind
+//!   them is a plain async function in [`strategy`].
+//! - [`Cache`]: a cheap handle over a [`Backend`] (bytes in, bytes out) with a [`Codec`] and a versioned
+//!   envelope; [`global`] is the default the macros use — a bounded in-memory cache until [`set_global`].
+//! - [`context`]: per-task scopes to disable operations and detect hits.
+//! - [`MemoryBackend`]: the embedded default; Redis and others live in `cache-backends`.
+//!
+//! ```
+//! use cache_core::Cache;
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let cache = Cache::memory();
+//! let (v, hits) = cache_core::context::detect(cache.get_or_set("k", None, || async { 1u8 })).await;
+//! assert_eq!((v, hits.is_empty()), (1, true));
+//! # }
+//! ```
+
+#![warn(missing_docs)]
+
+mod backend;
+mod cache;
+mod codec;
+pub mod conditions;
+pub mod context;
+mod envelope;
+mod error;
+mod glob;
+mod key;
+mod memory;
+mod metrics;
+pub mod shape;
+mod singleflight;
+pub mod strategy;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+pub use backend::{Backend, BackendError, KeyTtl, SetMode};
+pub use cache::{global, set_global, Cache, CacheBuilder};
+pub use codec::{Codec, CodecError};
+pub use envelope::{EnvelopeError, EnvelopeMeta};
+pub use error::CacheError;
+pub use glob::GlobMatcher;
+pub use key::{render_key, KeyArg, KeyBuilder, KeyFormat, KeyWriter};
+pub use memory::{MemoryBackend, MemoryBackendBuilder};
+pub use metrics::MetricsSnapshot;
+
+pub use async_trait::async_trait;
+pub use bytes::Bytes;
+// MACROS-PENDING pub use cache_macros::{cached, invalidates};

@@ -1,0 +1,611 @@
+//! The embedded in-memory backend: a sharded LRU with per-entry TTLs, bounded by entry count and optionally by
+//! total bytes.
+
+use std::num::NonZeroUsize;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use lru::LruCache;
+use parking_lot::Mutex;
+
+use crate::backend::{Backend, BackendError, KeyTtl, SetMode};
+use crate::glob::GlobMatcher;
+
+/// Per-entry bookkeeping the byte bound charges on top of key and value lengths (map slot, `Instant`, LRU links).
+const ENTRY_OVERHEAD: usize = 64;
+
+/// Shards keep lock hold times short and let threads work in parallel; each holds at least this many entries so
+/// a small cache is not cut into shards too small to be fair LRUs.
+const MIN_ENTRIES_PER_SHARD: usize = 256;
+const MAX_SHARDS: usize = 16;
+/// Likewise for the byte bound: a shard's share of it must hold many entries, or big values would evict
+/// everything in their shard while other shards sit half empty.
+const MIN_BYTES_PER_SHARD: usize = 64 * 1024;
+
+/// A bounded, thread-safe in-memory [`Backend`].
+///
+/// Entries expire lazily on access; in addition every shard sweeps out expired entries after a number of writes
+/// proportional to its size, so expired entries never pile up even when they are never read again.
+///
+/// # Example
+/// ```
+/// use cache_core::{Backend, MemoryBackend, SetMode};
+/// use std::time::Duration;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), cache_core::BackendError> {
+/// let backend = MemoryBackend::builder().max_entries(10_000).max_bytes(64 << 20).build();
+/// backend.set("k", "v".into(), Some(Duration::from_secs(60)), SetMode::Always).await?;
+/// assert!(backend.get("k").await?.is_some());
+/// # Ok(()) }
+/// ```
+pub struct MemoryBackend {
+    shards: Box<[Mutex<Shard>]>,
+    /// `shards.len() - 1`; the shard count is a power of two.
+    shard_mask: usize,
+}
+
+/// Configures a [`MemoryBackend`].
+///
+/// # Example
+/// ```
+/// let backend = cache_core::MemoryBackend::builder().max_entries(500).build();
+/// ```
+#[derive(Debug, Clone)]
+pub struct MemoryBackendBuilder {
+    max_entries: usize,
+    max_bytes: Option<usize>,
+}
+
+impl Default for MemoryBackendBuilder {
+    fn default() -> Self {
+        Self {
+            max_entries: MemoryBackend::DEFAULT_MAX_ENTRIES,
+            max_bytes: None,
+        }
+    }
+}
+
+impl MemoryBackendBuilder {
+    /// The most entries kept; the least recently used go first. Default 10 000. Zero is treated as one.
+    ///
+    /// ```
+    /// let backend = cache_core::MemoryBackend::builder().max_entries(100).build();
+    /// ```
+    pub fn max_entries(mut self, max_entries: usize) -> Self {
+        self.max_entries = max_entries.max(1);
+        self
+    }
+
+    /// An upper bound on the bytes held (keys + values + a fixed per-entry overhead). Unbounded by default.
+    ///
+    /// ```
+    /// let backend = cache_core::MemoryBackend::builder().max_bytes(16 * 1024 * 1024).build();
+    /// ```
+    pub fn max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = Some(max_bytes);
+        self
+    }
+
+    /// Builds the backend.
+    ///
+    /// ```
+    /// let backend = cache_core::MemoryBackend::builder().build();
+    /// ```
+    pub fn build(self) -> MemoryBackend {
+        let by_bytes = self.max_bytes.map_or(MAX_SHARDS, |b| b / MIN_BYTES_PER_SHARD);
+        let wanted = (self.max_entries / MIN_ENTRIES_PER_SHARD)
+            .min(by_bytes)
+            .clamp(1, MAX_SHARDS);
+        // Round down to a power of two so a mask picks the shard.
+        let count = 1usize << (usize::BITS - 1 - wanted.leading_zeros());
+        let per_shard_entries = self.max_entries.div_ceil(count);
+        let per_shard_bytes = self.max_bytes.map(|b| b.div_ceil(count));
+        let shards = (0..count)
+            .map(|_| Mutex::new(Shard::new(per_shard_entries, per_shard_bytes)))
+            .collect();
+        MemoryBackend {
+            shards,
+            shard_mask: count - 1,
+        }
+    }
+}
+
+impl Default for MemoryBackend {
+    fn default() -> Self {
+        Self::builder().build()
+    }
+}
+
+impl std::fmt::Debug for MemoryBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryBackend")
+            .field("shards", &self.shards.len())
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+impl MemoryBackend {
+    /// The entry bound used when none is given.
+    pub const DEFAULT_MAX_ENTRIES: usize = 10_000;
+
+    /// Starts configuring a backend.
+    ///
+    /// ```
+    /// let backend = cache_core::MemoryBackend::builder().max_entries(1_000).build();
+    /// ```
+    pub fn builder() -> MemoryBackendBuilder {
+        MemoryBackendBuilder::default()
+    }
+
+    /// Entries currently held, including expired ones not yet swept.
+    ///
+    /// ```
+    /// assert_eq!(cache_core::MemoryBackend::default().len(), 0);
+    /// ```
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().map.len()).sum()
+    }
+
+    /// Whether no entries are held.
+    ///
+    /// ```
+    /// assert!(cache_core::MemoryBackend::default().is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes currently charged against the byte bound.
+    ///
+    /// ```
+    /// assert_eq!(cache_core::MemoryBackend::default().used_bytes(), 0);
+    /// ```
+    pub fn used_bytes(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().bytes).sum()
+    }
+
+    /// Drops every expired entry now (normally done incrementally on writes).
+    ///
+    /// ```
+    /// cache_core::MemoryBackend::default().purge_expired();
+    /// ```
+    pub fn purge_expired(&self) {
+        let now = Instant::now();
+        for shard in self.shards.iter() {
+            shard.lock().sweep(now);
+        }
+    }
+
+    fn shard(&self, key: &str) -> &Mutex<Shard> {
+        let hash = xxhash_rust::xxh3::xxh3_64(key.as_bytes()) as usize;
+        &self.shards[hash & self.shard_mask]
+    }
+}
+
+struct Entry {
+    value: Bytes,
+    expires_at: Option<Instant>,
+}
+
+impl Entry {
+    fn is_live(&self, now: Instant) -> bool {
+        self.expires_at.is_none_or(|at| at > now)
+    }
+}
+
+struct Shard {
+    map: LruCache<String, Entry>,
+    bytes: usize,
+    max_bytes: Option<usize>,
+    writes_since_sweep: usize,
+}
+
+fn charge(key: &str, value: &Bytes) -> usize {
+    key.len() + value.len() + ENTRY_OVERHEAD
+}
+
+impl Shard {
+    fn new(max_entries: usize, max_bytes: Option<usize>) -> Self {
+        let cap = NonZeroUsize::new(max_entries).unwrap_or(NonZeroUsize::MIN);
+        Self {
+            map: LruCache::new(cap),
+            bytes: 0,
+            max_bytes,
+            writes_since_sweep: 0,
+        }
+    }
+
+    /// A live entry's value, promoted in the LRU order; an expired one is removed on the way. One lookup on a
+    /// hit, which is the hot path.
+    fn live_value(&mut self, key: &str, now: Instant) -> Option<Bytes> {
+        match self.map.get(key) {
+            Some(entry) if entry.is_live(now) => return Some(entry.value.clone()),
+            Some(_) => {}
+            None => return None,
+        }
+        self.remove(key);
+        None
+    }
+
+    /// A live entry, promoted in the LRU order; an expired one is removed on the way.
+    fn live(&mut self, key: &str, now: Instant) -> Option<&mut Entry> {
+        let expired = !self.map.get(key)?.is_live(now);
+        if expired {
+            self.remove(key);
+            return None;
+        }
+        self.map.get_mut(key)
+    }
+
+    fn remove(&mut self, key: &str) -> Option<Entry> {
+        let (k, entry) = self.map.pop_entry(key)?;
+        self.bytes -= charge(&k, &entry.value);
+        Some(entry)
+    }
+
+    fn insert(&mut self, key: &str, value: Bytes, expires_at: Option<Instant>, now: Instant) {
+        self.bytes += charge(key, &value);
+        if let Some((old_key, old)) = self.map.push(key.to_owned(), Entry { value, expires_at }) {
+            // Either the previous value of this key or the evicted least-recently-used entry.
+            self.bytes -= charge(&old_key, &old.value);
+        }
+        if let Some(max) = self.max_bytes {
+            while self.bytes > max {
+                match self.map.pop_lru() {
+                    Some((k, e)) => self.bytes -= charge(&k, &e.value),
+                    None => break,
+                }
+            }
+        }
+        self.writes_since_sweep += 1;
+        // A full sweep costs O(len); doing it once per len/2 writes keeps it O(1) amortised per write.
+        if self.writes_since_sweep >= (self.map.len() / 2).max(64) {
+            self.sweep(now);
+        }
+    }
+
+    fn sweep(&mut self, now: Instant) {
+        self.writes_since_sweep = 0;
+        let expired: Vec<String> = self
+            .map
+            .iter()
+            .filter(|(_, e)| !e.is_live(now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in expired {
+            self.remove(&key);
+        }
+    }
+}
+
+fn deadline(now: Instant, ttl: Option<Duration>) -> Option<Instant> {
+    // A TTL too large for `Instant` means "practically forever".
+    ttl.and_then(|ttl| now.checked_add(ttl))
+}
+
+#[async_trait]
+impl Backend for MemoryBackend {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, BackendError> {
+        let now = Instant::now();
+        let mut shard = self.shard(key).lock();
+        Ok(shard.live_value(key, now))
+    }
+
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>, BackendError> {
+        let now = Instant::now();
+        Ok(keys
+            .iter()
+            .map(|key| {
+                let mut shard = self.shard(key).lock();
+                shard.live_value(key, now)
+            })
+            .collect())
+    }
+
+    async fn set(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Option<Duration>,
+        mode: SetMode,
+    ) -> Result<bool, BackendError> {
+        let now = Instant::now();
+        let mut shard = self.shard(key).lock();
+        let exists = shard.live(key, now).is_some();
+        let write = match mode {
+            SetMode::Always => true,
+            SetMode::IfAbsent => !exists,
+            SetMode::IfPresent => exists,
+        };
+        if write {
+            shard.insert(key, value, deadline(now, ttl), now);
+        }
+        Ok(write)
+    }
+
+    async fn set_many(
+        &self,
+        entries: &[(&str, Bytes)],
+        ttl: Option<Duration>,
+    ) -> Result<(), BackendError> {
+        let now = Instant::now();
+        for (key, value) in entries {
+            let mut shard = self.shard(key).lock();
+            shard.insert(key, value.clone(), deadline(now, ttl), now);
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, BackendError> {
+        let now = Instant::now();
+        let mut shard = self.shard(key).lock();
+        Ok(shard.remove(key).is_some_and(|e| e.is_live(now)))
+    }
+
+    async fn delete_many(&self, keys: &[&str]) -> Result<u64, BackendError> {
+        let mut deleted = 0;
+        for key in keys {
+            if self.delete(key).await? {
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
+
+    async fn delete_match(&self, pattern: &str) -> Result<u64, BackendError> {
+        let matcher = GlobMatcher::new(pattern)?;
+        let now = Instant::now();
+        let mut deleted = 0;
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            let doomed: Vec<String> = shard
+                .map
+                .iter()
+                .filter(|(k, _)| matcher.is_match(k))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in doomed {
+                if shard.remove(&key).is_some_and(|e| e.is_live(now)) {
+                    deleted += 1;
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
+    async fn scan(&self, pattern: &str) -> Result<Vec<String>, BackendError> {
+        let matcher = GlobMatcher::new(pattern)?;
+        let now = Instant::now();
+        let mut keys = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = shard.lock();
+            keys.extend(
+                shard
+                    .map
+                    .iter()
+                    .filter(|(k, e)| e.is_live(now) && matcher.is_match(k))
+                    .map(|(k, _)| k.clone()),
+            );
+        }
+        Ok(keys)
+    }
+
+    async fn incr(&self, key: &str, by: i64, ttl: Option<Duration>) -> Result<i64, BackendError> {
+        let now = Instant::now();
+        let mut shard = self.shard(key).lock();
+        // Stored as decimal text, like Redis, so `get` of a counter reads the same on every backend.
+        let (current, expires_at) = match shard.live(key, now) {
+            Some(entry) => {
+                let parsed = std::str::from_utf8(&entry.value)
+                    .ok()
+                    .and_then(|s| s.parse::<i64>().ok())
+                    .ok_or_else(|| {
+                        BackendError::WrongType(format!("value at {key:?} is not an integer"))
+                    })?;
+                (parsed, entry.expires_at)
+            }
+            None => (0, deadline(now, ttl)),
+        };
+        let next = current
+            .checked_add(by)
+            .ok_or_else(|| BackendError::Invalid(format!("increment of {key:?} overflows")))?;
+        shard.insert(key, Bytes::from(next.to_string()), expires_at, now);
+        Ok(next)
+    }
+
+    async fn expire(&self, key: &str, ttl: Duration) -> Result<bool, BackendError> {
+        let now = Instant::now();
+        let mut shard = self.shard(key).lock();
+        match shard.live(key, now) {
+            Some(entry) => {
+                entry.expires_at = deadline(now, Some(ttl));
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn ttl(&self, key: &str) -> Result<KeyTtl, BackendError> {
+        let now = Instant::now();
+        let mut shard = self.shard(key).lock();
+        Ok(match shard.live(key, now) {
+            None => KeyTtl::Missing,
+            Some(Entry {
+                expires_at: None, ..
+            }) => KeyTtl::Persistent,
+            Some(Entry {
+                expires_at: Some(at),
+                ..
+            }) => KeyTtl::Remaining(at.saturating_duration_since(now)),
+        })
+    }
+
+    async fn unlock(&self, key: &str, token: &[u8]) -> Result<bool, BackendError> {
+        let now = Instant::now();
+        let mut shard = self.shard(key).lock();
+        let owned = shard
+            .live(key, now)
+            .is_some_and(|e| e.value.as_ref() == token);
+        if owned {
+            shard.remove(key);
+        }
+        Ok(owned)
+    }
+
+    async fn ping(&self) -> Result<(), BackendError> {
+        Ok(())
+    }
+
+    async fn clear(&self) -> Result<(), BackendError> {
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            shard.map.clear();
+            shard.bytes = 0;
+        }
+        Ok(())
+    }
+
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    #[tokio::test]
+    async fn set_modes_follow_existence() {
+        let m = MemoryBackend::default();
+        assert!(!m.set("k", b("1"), None, SetMode::IfPresent).await.unwrap());
+        assert!(m.set("k", b("1"), None, SetMode::IfAbsent).await.unwrap());
+        assert!(!m.set("k", b("2"), None, SetMode::IfAbsent).await.unwrap());
+        assert!(m.set("k", b("3"), None, SetMode::IfPresent).await.unwrap());
+        assert_eq!(m.get("k").await.unwrap(), Some(b("3")));
+    }
+
+    #[tokio::test]
+    async fn entries_expire_and_ttl_reports_it() {
+        let m = MemoryBackend::default();
+        m.set("k", b("v"), Some(Duration::from_millis(40)), SetMode::Always)
+            .await
+            .unwrap();
+        m.set("p", b("v"), None, SetMode::Always).await.unwrap();
+        assert!(matches!(m.ttl("k").await.unwrap(), KeyTtl::Remaining(d) if d <= Duration::from_millis(40)));
+        assert_eq!(m.ttl("p").await.unwrap(), KeyTtl::Persistent);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(m.get("k").await.unwrap(), None);
+        assert_eq!(m.ttl("k").await.unwrap(), KeyTtl::Missing);
+        // An expired entry is not "deleted", and an expired lock cannot be released by its old token.
+        assert!(!m.delete("k").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn expired_entries_are_swept_without_reads() {
+        let m = MemoryBackend::builder().max_entries(100_000).build();
+        for i in 0..1_000 {
+            m.set(&format!("old{i}"), b("v"), Some(Duration::from_millis(10)), SetMode::Always)
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        for i in 0..2_000 {
+            m.set(&format!("new{i}"), b("v"), None, SetMode::Always).await.unwrap();
+        }
+        // Every shard has seen more than max(64, len/2) writes since the old entries expired.
+        assert_eq!(m.scan("old*").await.unwrap().len(), 0);
+        assert!(m.len() < 3_000, "expired entries piled up: {}", m.len());
+    }
+
+    #[tokio::test]
+    async fn bounded_by_entries_and_bytes() {
+        let m = MemoryBackend::builder().max_entries(10).build();
+        for i in 0..100 {
+            m.set(&format!("k{i}"), b("v"), None, SetMode::Always).await.unwrap();
+        }
+        assert_eq!(m.len(), 10);
+        assert!(m.get("k99").await.unwrap().is_some());
+        assert!(m.get("k0").await.unwrap().is_none());
+
+        let m = MemoryBackend::builder().max_bytes(10 * (ENTRY_OVERHEAD + 2 + 100)).build();
+        for i in 0..100 {
+            m.set(&format!("k{i}"), Bytes::from(vec![0u8; 100]), None, SetMode::Always)
+                .await
+                .unwrap();
+        }
+        assert!(m.used_bytes() <= 10 * (ENTRY_OVERHEAD + 2 + 100));
+        assert!(m.get("k99").await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn glob_delete_and_scan() {
+        let m = MemoryBackend::default();
+        for k in ["user:1", "user:2", "user:10", "post:1", "user\\*x", "us?r"] {
+            m.set(k, b("v"), None, SetMode::Always).await.unwrap();
+        }
+        let mut found = m.scan("user:?").await.unwrap();
+        found.sort();
+        assert_eq!(found, vec!["user:1", "user:2"]);
+        assert_eq!(m.scan("user:[12]*").await.unwrap().len(), 3);
+        assert_eq!(m.scan("user:[^1]").await.unwrap(), vec!["user:2"]);
+        assert_eq!(m.scan("us\\?r").await.unwrap(), vec!["us?r"]);
+        assert_eq!(m.delete_match("user:*").await.unwrap(), 3);
+        let mut rest = m.scan("*").await.unwrap();
+        rest.sort();
+        assert_eq!(rest, vec!["post:1", "us?r", "user\\*x"]);
+    }
+
+    #[tokio::test]
+    async fn incr_creates_with_ttl_and_rejects_non_integers() {
+        let m = MemoryBackend::default();
+        assert_eq!(m.incr("c", 5, Some(Duration::from_secs(60))).await.unwrap(), 5);
+        assert_eq!(m.incr("c", -2, None).await.unwrap(), 3);
+        assert!(matches!(m.ttl("c").await.unwrap(), KeyTtl::Remaining(_)));
+        assert_eq!(m.get("c").await.unwrap(), Some(b("3")));
+        m.set("s", b("abc"), None, SetMode::Always).await.unwrap();
+        assert!(matches!(m.incr("s", 1, None).await, Err(BackendError::WrongType(_))));
+    }
+
+    #[tokio::test]
+    async fn unlock_is_compare_and_delete() {
+        let m = MemoryBackend::default();
+        m.set("lock", b("me"), Some(Duration::from_secs(5)), SetMode::IfAbsent)
+            .await
+            .unwrap();
+        assert!(!m.unlock("lock", b"you").await.unwrap());
+        assert!(m.get("lock").await.unwrap().is_some());
+        assert!(m.unlock("lock", b"me").await.unwrap());
+        assert!(m.get("lock").await.unwrap().is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_use_from_many_tasks() {
+        let m = std::sync::Arc::new(MemoryBackend::builder().max_entries(100_000).build());
+        let tasks: Vec<_> = (0..16)
+            .map(|t| {
+                let m = m.clone();
+                tokio::spawn(async move {
+                    for i in 0..500 {
+                        let key = format!("t{t}:{i}");
+                        m.set(&key, Bytes::from(key.clone()), None, SetMode::Always)
+                            .await
+                            .unwrap();
+                        m.incr("shared", 1, None).await.unwrap();
+                        assert_eq!(m.get(&key).await.unwrap().as_deref(), Some(key.as_bytes()));
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(m.get("shared").await.unwrap(), Some(b("8000")));
+        assert_eq!(m.len(), 16 * 500 + 1);
+    }
+}

@@ -1,0 +1,53 @@
+//! Entry points for the code the macros generate. Not a public API: names and signatures may change in any
+//! release.
+
+pub use std::option::Option;
+pub use std::result::Result;
+pub use std::string::String;
+pub use std::time::Duration;
+
+pub use crate::cache::{global, Cache};
+pub use crate::error::CacheError;
+pub use crate::key::{KeyArg, KeyBuilder, KeyFormat};
+pub use crate::shape::{OkOnly, Plain, Shape, StrictOk};
+pub use crate::strategy::{cached, invalidate, invalidate_matching, peek, refresh, store};
+
+/// Makes a missing [`KeyArg`] impl point at the argument the macro spans this call with.
+#[inline(always)]
+pub fn assert_key_arg<T: KeyArg + ?Sized>(_: &T) {}
+
+/// Anything a `ttl = <expr>` may evaluate to.
+pub trait IntoTtl {
+    /// The TTL; `None` means no expiry.
+    fn into_ttl(self) -> Option<Duration>;
+}
+
+impl IntoTtl for Duration {
+    fn into_ttl(self) -> Option<Duration> {
+        Some(self)
+    }
+}
+
+impl IntoTtl for Option<Duration> {
+    fn into_ttl(self) -> Option<Duration> {
+        self
+    }
+}
+
+macro_rules! seconds_ttl {
+    ($($t:ty),*) => {$(
+        impl IntoTtl for $t {
+            /// Whole seconds; a negative number means "already expired" (zero TTL).
+            #[allow(unused_comparisons)]
+            fn into_ttl(self) -> Option<Duration> {
+                Some(Duration::from_secs(if self < 0 { 0 } else { self as u64 }))
+            }
+        }
+    )*};
+}
+seconds_ttl!(u64, u32, usize, i64, i32);
+
+/// Converts a `ttl = <expr>` value.
+pub fn ttl<T: IntoTtl>(value: T) -> Option<Duration> {
+    value.into_ttl()
+}

@@ -112,7 +112,12 @@ where
                     break;
                 }
                 Outcome::NotShared => break,
-                Outcome::Abandoned => continue,
+                Outcome::Abandoned => {
+                    // Another waiter may have taken over and finished already: its value is in the cache.
+                    if let Ok(Some((_, value))) = cache.read_entry::<S::Stored>(&key).await {
+                        return S::rebuild(value);
+                    }
+                }
             },
         }
     }

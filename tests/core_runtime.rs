@@ -16,7 +16,10 @@ struct Account {
 }
 
 fn account(id: u64) -> Account {
-    Account { id, owner: format!("owner-{id}") }
+    Account {
+        id,
+        owner: format!("owner-{id}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -75,9 +78,14 @@ async fn a_panicking_body_releases_the_waiters() {
             })
         })
         .collect();
-    assert!(leader.await.is_err(), "the leader's panic propagates to its own caller");
+    assert!(
+        leader.await.is_err(),
+        "the leader's panic propagates to its own caller"
+    );
     for w in waiters {
-        let got = tokio::time::timeout(Duration::from_secs(5), w).await.expect("waiter hung");
+        let got = tokio::time::timeout(Duration::from_secs(5), w)
+            .await
+            .expect("waiter hung");
         assert_eq!(got.unwrap(), 7);
     }
     // The panicking run, then exactly one waiter took over; the other nine shared its result.
@@ -93,9 +101,12 @@ async fn a_cancelled_leader_releases_the_waiters() {
     });
     // Poll the leader briefly, then drop it mid-flight.
     let _ = tokio::time::timeout(Duration::from_millis(20), slow).await;
-    let v = tokio::time::timeout(Duration::from_secs(2), cache.get_or_set("k", None, || async { 2u32 }))
-        .await
-        .expect("no waiter may hang on a cancelled leader");
+    let v = tokio::time::timeout(
+        Duration::from_secs(2),
+        cache.get_or_set("k", None, || async { 2u32 }),
+    )
+    .await
+    .expect("no waiter may hang on a cancelled leader");
     assert_eq!(v, 2);
 }
 
@@ -105,7 +116,9 @@ async fn nested_cached_calls_do_not_deadlock() {
     let inner = |c: Cache| async move { c.get_or_set("inner", None, || async { 1u32 }).await };
     let c2 = cache.clone();
     let outer = cache.get_or_set("outer", None, || async move { inner(c2).await + 1 });
-    let v = tokio::time::timeout(Duration::from_secs(2), outer).await.unwrap();
+    let v = tokio::time::timeout(Duration::from_secs(2), outer)
+        .await
+        .unwrap();
     assert_eq!(v, 2);
     assert_eq!(cache.get::<u32>("inner").await.unwrap(), Some(1));
 }
@@ -114,9 +127,20 @@ async fn nested_cached_calls_do_not_deadlock() {
 async fn errors_are_not_shared_or_stored() {
     let cache = Cache::memory();
     let attempt = |n: u32| {
-        cache_core::strategy::cached(cache_core::shape::OkOnly, &cache, "r".into(), None, None, async move {
-            if n == 0 { Err::<u32, String>("down".into()) } else { Ok(n) }
-        })
+        cache_core::strategy::cached(
+            cache_core::shape::OkOnly,
+            &cache,
+            "r".into(),
+            None,
+            None,
+            async move {
+                if n == 0 {
+                    Err::<u32, String>("down".into())
+                } else {
+                    Ok(n)
+                }
+            },
+        )
     };
     assert_eq!(attempt(0).await, Err("down".to_string()));
     assert_eq!(attempt(5).await, Ok(5));
@@ -140,9 +164,17 @@ async fn disabled_get_runs_the_body_and_still_stores() {
     let v = context::disabling(Ops::GET, cache.get_or_set("k", None, || async { 2u32 })).await;
     assert_eq!(v, 2);
     assert_eq!(cache.get::<u32>("k").await.unwrap(), Some(2));
-    let v = context::disabling(Ops::GET | Ops::SET, cache.get_or_set("k", None, || async { 3u32 })).await;
+    let v = context::disabling(
+        Ops::GET | Ops::SET,
+        cache.get_or_set("k", None, || async { 3u32 }),
+    )
+    .await;
     assert_eq!(v, 3);
-    assert_eq!(cache.get::<u32>("k").await.unwrap(), Some(2), "SET disabled: nothing written");
+    assert_eq!(
+        cache.get::<u32>("k").await.unwrap(),
+        Some(2),
+        "SET disabled: nothing written"
+    );
 }
 
 #[tokio::test]
@@ -150,19 +182,29 @@ async fn a_child_scope_never_changes_its_parent() {
     let cache = Cache::memory();
     context::disabling(Ops::GET, async {
         context::disabling(Ops::SET, cache.get_or_set("child", None, || async { 1u8 })).await;
-        assert!(!context::is_disabled(Ops::SET), "the child's disabled SET leaked into the parent");
+        assert!(
+            !context::is_disabled(Ops::SET),
+            "the child's disabled SET leaked into the parent"
+        );
         cache.get_or_set("parent", None, || async { 2u8 }).await;
     })
     .await;
     assert_eq!(cache.get::<u8>("child").await.unwrap(), None);
-    assert_eq!(cache.get::<u8>("parent").await.unwrap(), Some(2), "the parent still stores");
+    assert_eq!(
+        cache.get::<u8>("parent").await.unwrap(),
+        Some(2),
+        "the parent still stores"
+    );
     assert!(!context::is_disabled(Ops::GET));
 }
 
 #[tokio::test]
 async fn detect_records_hits_of_joined_futures_and_nests() {
     let cache = Cache::memory();
-    cache.set("a", &1u8, Some(Duration::from_secs(30))).await.unwrap();
+    cache
+        .set("a", &1u8, Some(Duration::from_secs(30)))
+        .await
+        .unwrap();
     cache.set("b", &2u8, None).await.unwrap();
     let ((outer_values, inner), outer) = context::detect(async {
         let joined = futures::future::join3(
@@ -183,7 +225,13 @@ async fn detect_records_hits_of_joined_futures_and_nests() {
     let hit_a = outer.hits().iter().find(|h| h.key == "a").unwrap();
     assert_eq!(hit_a.strategy, "cached");
     assert!(hit_a.ttl.unwrap() <= Duration::from_secs(30));
-    assert!(outer.hits().iter().find(|h| h.key == "b").unwrap().ttl.is_none());
+    assert!(outer
+        .hits()
+        .iter()
+        .find(|h| h.key == "b")
+        .unwrap()
+        .ttl
+        .is_none());
 }
 
 #[tokio::test]
@@ -192,9 +240,13 @@ async fn detect_follows_spawned_work_only_when_carried() {
     cache.set("k", &1u8, None).await.unwrap();
     let (_, detected) = context::detect(async {
         let c = cache.clone();
-        tokio::spawn(async move { c.get_or_set("k", None, || async { 0u8 }).await }).await.unwrap();
+        tokio::spawn(async move { c.get_or_set("k", None, || async { 0u8 }).await })
+            .await
+            .unwrap();
         let c = cache.clone();
-        context::spawn(async move { c.get_or_set("k", None, || async { 0u8 }).await }).await.unwrap();
+        context::spawn(async move { c.get_or_set("k", None, || async { 0u8 }).await })
+            .await
+            .unwrap();
     })
     .await;
     assert_eq!(detected.keys(), vec!["k"], "only the carried task reports");
@@ -213,30 +265,56 @@ async fn invalidate_further_deletes_on_read_and_stores_fresh() {
 async fn undecodable_stored_bytes_are_a_miss_and_get_overwritten() {
     let backend = Arc::new(MemoryBackend::default());
     let cache = Cache::builder().backend_arc(backend.clone()).build();
-    for garbage in [&b"plain text"[..], b"", b"\xCA", b"\xCA\x01\x01\x00\x00", b"\xCA\x09rest-of-it!!"] {
-        backend.set("acct", garbage.into(), None, SetMode::Always).await.unwrap();
-        let got = cache.get_or_set("acct", None, || async { account(9) }).await;
+    for garbage in [
+        &b"plain text"[..],
+        b"",
+        b"\xCA",
+        b"\xCA\x01\x01\x00\x00",
+        b"\xCA\x09rest-of-it!!",
+    ] {
+        backend
+            .set("acct", garbage.into(), None, SetMode::Always)
+            .await
+            .unwrap();
+        let got = cache
+            .get_or_set("acct", None, || async { account(9) })
+            .await;
         assert_eq!(got, account(9));
-        assert_eq!(cache.get::<Account>("acct").await.unwrap(), Some(account(9)), "overwritten");
+        assert_eq!(
+            cache.get::<Account>("acct").await.unwrap(),
+            Some(account(9)),
+            "overwritten"
+        );
     }
     // A value of another type under the key (a changed struct) is a miss too.
     cache.set("acct", &"not an account", None).await.unwrap();
     assert_eq!(cache.get::<Account>("acct").await.unwrap(), None);
-    assert_eq!(cache.get_or_set("acct", None, || async { account(3) }).await, account(3));
+    assert_eq!(
+        cache
+            .get_or_set("acct", None, || async { account(3) })
+            .await,
+        account(3)
+    );
     assert!(cache.metrics().decode_errors >= 6);
 }
 
 #[tokio::test]
 async fn json_and_msgpack_values_read_back_through_either_cache() {
     let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::default());
-    let json = Cache::builder().backend_arc(backend.clone()).codec(cache_core::Codec::Json).build();
+    let json = Cache::builder()
+        .backend_arc(backend.clone())
+        .codec(cache_core::Codec::Json)
+        .build();
     let msgpack = Cache::builder().backend_arc(backend.clone()).build();
     json.set("j", &account(1), None).await.unwrap();
     msgpack.set("m", &account(2), None).await.unwrap();
     assert_eq!(msgpack.get::<Account>("j").await.unwrap(), Some(account(1)));
     assert_eq!(json.get::<Account>("m").await.unwrap(), Some(account(2)));
     let raw = backend.get("j").await.unwrap().unwrap();
-    assert!(raw.ends_with(br#"{"id":1,"owner":"owner-1"}"#), "JSON payload readable after the header");
+    assert!(
+        raw.ends_with(br#"{"id":1,"owner":"owner-1"}"#),
+        "JSON payload readable after the header"
+    );
 }
 
 #[tokio::test]
@@ -254,8 +332,17 @@ async fn prefix_routes_send_keys_to_their_backend() {
     assert!(users.get("user:1").await.unwrap().is_some());
     assert!(rest.get("user:1").await.unwrap().is_none());
     assert!(rest.get("post:1").await.unwrap().is_some());
-    assert!(users.get("user:admin:1").await.unwrap().is_none(), "the longest prefix wins");
-    assert_eq!(cache.get_many::<u8>(&["user:1", "post:1", "user:admin:1", "x"]).await.unwrap(), vec![Some(1), Some(2), Some(3), None]);
+    assert!(
+        users.get("user:admin:1").await.unwrap().is_none(),
+        "the longest prefix wins"
+    );
+    assert_eq!(
+        cache
+            .get_many::<u8>(&["user:1", "post:1", "user:admin:1", "x"])
+            .await
+            .unwrap(),
+        vec![Some(1), Some(2), Some(3), None]
+    );
     assert_eq!(cache.delete_match("user:*").await.unwrap(), 2);
     assert_eq!(cache.delete_many(&["post:1", "user:1"]).await.unwrap(), 1);
 }
@@ -263,9 +350,18 @@ async fn prefix_routes_send_keys_to_their_backend() {
 #[tokio::test]
 async fn typed_helpers_cover_the_operation_set() {
     let cache = Cache::memory();
-    cache.set_many(&[("a", &1u32), ("b", &2u32)], Some(Duration::from_secs(60))).await.unwrap();
-    assert_eq!(cache.get_many::<u32>(&["a", "b", "c"]).await.unwrap(), vec![Some(1), Some(2), None]);
-    assert!(matches!(cache.ttl("a").await.unwrap(), cache_core::KeyTtl::Remaining(_)));
+    cache
+        .set_many(&[("a", &1u32), ("b", &2u32)], Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(
+        cache.get_many::<u32>(&["a", "b", "c"]).await.unwrap(),
+        vec![Some(1), Some(2), None]
+    );
+    assert!(matches!(
+        cache.ttl("a").await.unwrap(),
+        cache_core::KeyTtl::Remaining(_)
+    ));
     assert!(cache.expire("a", Duration::from_millis(50)).await.unwrap());
     assert_eq!(cache.incr("n", 5, None).await.unwrap(), 5);
     let mut keys = cache.scan("*").await.unwrap();

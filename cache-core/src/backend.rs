@@ -52,6 +52,9 @@ pub enum BackendError {
     /// The stored value is not of the kind the operation needs (for example `incr` on a non-integer).
     #[error("wrong type: {0}")]
     WrongType(String),
+    /// The backend does not implement this operation.
+    #[error("operation not supported by this backend: {0}")]
+    Unsupported(&'static str),
     /// Anything else the backend reported.
     #[error("backend error: {0}")]
     Other(String),
@@ -128,6 +131,37 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Removes every key this backend owns (a prefixed backend removes only its prefix).
     async fn clear(&self) -> Result<(), BackendError>;
+
+    /// Adds `members` to the set stored at `key` (the index behind tags), creating it if missing. With a `ttl`,
+    /// the set lives at least that long from now (its expiry is only ever extended); without one it keeps the
+    /// expiry it has.
+    ///
+    /// The default implementation reports [`BackendError::Unsupported`].
+    async fn set_add(
+        &self,
+        key: &str,
+        members: &[&str],
+        ttl: Option<Duration>,
+    ) -> Result<(), BackendError> {
+        let _ = (key, members, ttl);
+        Err(BackendError::Unsupported("set_add"))
+    }
+
+    /// The members of the set stored at `key` (empty if missing).
+    ///
+    /// The default implementation reports [`BackendError::Unsupported`].
+    async fn set_members(&self, key: &str) -> Result<Vec<String>, BackendError> {
+        let _ = key;
+        Err(BackendError::Unsupported("set_members"))
+    }
+
+    /// Removes `members` from the set stored at `key`. Returns how many were members.
+    ///
+    /// The default implementation reports [`BackendError::Unsupported`].
+    async fn set_remove(&self, key: &str, members: &[&str]) -> Result<u64, BackendError> {
+        let _ = (key, members);
+        Err(BackendError::Unsupported("set_remove"))
+    }
 
     /// A short name for logs and metrics, such as `"memory"` or `"redis"`.
     fn name(&self) -> &'static str {

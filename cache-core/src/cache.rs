@@ -123,7 +123,8 @@ impl CacheBuilder {
 
     /// Builds the cache.
     pub fn build(mut self) -> Cache {
-        self.routes.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
+        self.routes
+            .sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
         Cache {
             inner: Arc::new(Inner {
                 default: self

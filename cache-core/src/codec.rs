@@ -66,9 +66,15 @@ impl Codec {
     /// cache_core::Codec::MessagePack.encode(&42u8, &mut out).unwrap();
     /// assert_eq!(out, [42]);
     /// ```
-    pub fn encode<T: Serialize + ?Sized>(self, value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    pub fn encode<T: Serialize + ?Sized>(
+        self,
+        value: &T,
+        out: &mut Vec<u8>,
+    ) -> Result<(), CodecError> {
         match self {
-            Codec::MessagePack => rmp_serde::encode::write_named(out, value).map_err(|e| self.error(e)),
+            Codec::MessagePack => {
+                rmp_serde::encode::write_named(out, value).map_err(|e| self.error(e))
+            }
             Codec::Json => serde_json::to_writer(out, value).map_err(|e| self.error(e)),
         }
     }

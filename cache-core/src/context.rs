@@ -124,7 +124,6 @@ pub(crate) struct Flags {
     pub disabled: Ops,
     pub invalidate_further: bool,
     pub max_age: Option<Duration>,
-    pub detecting: bool,
 }
 
 impl Flags {
@@ -139,7 +138,6 @@ pub(crate) fn flags() -> Flags {
             disabled: s.disabled,
             invalidate_further: s.invalidate_further,
             max_age: s.max_age,
-            detecting: !s.detectors.is_empty(),
         })
         .unwrap_or_default()
 }

@@ -139,7 +139,10 @@ impl EnvelopeMeta {
         }
         out.extend_from_slice(&[MAGIC, VERSION, self.codec.id(), flags]);
         out.extend_from_slice(&self.created_at_ms.to_le_bytes());
-        for value in [self.expires_at_ms, self.refresh_at_ms].into_iter().flatten() {
+        for value in [self.expires_at_ms, self.refresh_at_ms]
+            .into_iter()
+            .flatten()
+        {
             out.extend_from_slice(&value.to_le_bytes());
         }
     }
@@ -164,7 +167,9 @@ impl EnvelopeMeta {
             if !present {
                 return Ok(None);
             }
-            let (value, tail) = rest.split_first_chunk::<8>().ok_or(EnvelopeError::Truncated)?;
+            let (value, tail) = rest
+                .split_first_chunk::<8>()
+                .ok_or(EnvelopeError::Truncated)?;
             rest = tail;
             Ok(Some(u64::from_le_bytes(*value)))
         };
@@ -210,12 +215,21 @@ mod tests {
             let r = EnvelopeMeta::read(&good[..cut]);
             assert!(r.is_err(), "prefix of {cut} bytes accepted");
         }
-        assert_eq!(EnvelopeMeta::read(b"hello").unwrap_err(), EnvelopeError::Foreign);
+        assert_eq!(
+            EnvelopeMeta::read(b"hello").unwrap_err(),
+            EnvelopeError::Foreign
+        );
         let mut future = good.clone();
         future[1] = 9;
-        assert_eq!(EnvelopeMeta::read(&future).unwrap_err(), EnvelopeError::Version(9));
+        assert_eq!(
+            EnvelopeMeta::read(&future).unwrap_err(),
+            EnvelopeError::Version(9)
+        );
         let mut codec = good.clone();
         codec[2] = 77;
-        assert_eq!(EnvelopeMeta::read(&codec).unwrap_err(), EnvelopeError::Unknown(77));
+        assert_eq!(
+            EnvelopeMeta::read(&codec).unwrap_err(),
+            EnvelopeError::Unknown(77)
+        );
     }
 }

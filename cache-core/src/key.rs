@@ -412,7 +412,10 @@ mod tests {
         let b = (render_key("a"), render_key("b:c"));
         assert_ne!(format!("{}:{}", a.0, a.1), format!("{}:{}", b.0, b.1));
         assert_ne!(render_key(&vec!["a,b"]), render_key(&vec!["a", "b"]));
-        assert_ne!(render_key(&Vec::<String>::new()), render_key(&vec![String::new()]));
+        assert_ne!(
+            render_key(&Vec::<String>::new()),
+            render_key(&vec![String::new()])
+        );
         assert_ne!(render_key(&None::<&str>), render_key(&Some("~")));
         assert_ne!(render_key(&Some("")), render_key(&None::<&str>));
         assert_eq!(render_key("*?[]\\"), "%2A%3F%5B%5D%5C");
@@ -430,7 +433,10 @@ mod tests {
         let mut kb = KeyBuilder::new();
         kb.formatted("hello", KeyFormat::Hash);
         // xxh3 is a fixed algorithm: this value must never change between releases.
-        assert_eq!(kb.finish(), format!("{:016x}", xxhash_rust::xxh3::xxh3_64(b"hello")));
+        assert_eq!(
+            kb.finish(),
+            format!("{:016x}", xxhash_rust::xxh3::xxh3_64(b"hello"))
+        );
         let mut kb = KeyBuilder::new();
         kb.formatted(&vec![1, 2, 3], KeyFormat::Len);
         kb.formatted("añb", KeyFormat::Len);

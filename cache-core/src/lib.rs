@@ -28,6 +28,8 @@ pub mod context;
 mod envelope;
 mod error;
 mod glob;
+#[cfg(feature = "http")]
+pub mod http;
 mod key;
 mod memory;
 mod metrics;

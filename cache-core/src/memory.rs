@@ -1,6 +1,7 @@
 //! The embedded in-memory backend: a sharded LRU with per-entry TTLs, bounded by entry count and optionally by
 //! total bytes.
 
+use std::collections::HashSet;
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
@@ -93,7 +94,9 @@ impl MemoryBackendBuilder {
     /// let backend = cache_core::MemoryBackend::builder().build();
     /// ```
     pub fn build(self) -> MemoryBackend {
-        let by_bytes = self.max_bytes.map_or(MAX_SHARDS, |b| b / MIN_BYTES_PER_SHARD);
+        let by_bytes = self
+            .max_bytes
+            .map_or(MAX_SHARDS, |b| b / MIN_BYTES_PER_SHARD);
         let wanted = (self.max_entries / MIN_ENTRIES_PER_SHARD)
             .min(by_bytes)
             .clamp(1, MAX_SHARDS);
@@ -185,8 +188,34 @@ impl MemoryBackend {
 }
 
 struct Entry {
-    value: Bytes,
+    value: Value,
     expires_at: Option<Instant>,
+}
+
+/// Like Redis, a key holds either a string of bytes or a set (the index behind tags).
+enum Value {
+    Bytes(Bytes),
+    Set(HashSet<String>),
+}
+
+impl Value {
+    fn charge(&self) -> usize {
+        match self {
+            Value::Bytes(b) => b.len(),
+            Value::Set(members) => members.iter().map(|m| m.len() + 16).sum(),
+        }
+    }
+
+    fn bytes(&self, key: &str) -> Result<&Bytes, BackendError> {
+        match self {
+            Value::Bytes(b) => Ok(b),
+            Value::Set(_) => Err(wrong_type(key, "a set")),
+        }
+    }
+}
+
+fn wrong_type(key: &str, what: &str) -> BackendError {
+    BackendError::WrongType(format!("value at {key:?} is {what}"))
 }
 
 impl Entry {
@@ -202,8 +231,8 @@ struct Shard {
     writes_since_sweep: usize,
 }
 
-fn charge(key: &str, value: &Bytes) -> usize {
-    key.len() + value.len() + ENTRY_OVERHEAD
+fn charge(key: &str, value: &Value) -> usize {
+    key.len() + value.charge() + ENTRY_OVERHEAD
 }
 
 impl Shard {
@@ -219,14 +248,14 @@ impl Shard {
 
     /// A live entry's value, promoted in the LRU order; an expired one is removed on the way. One lookup on a
     /// hit, which is the hot path.
-    fn live_value(&mut self, key: &str, now: Instant) -> Option<Bytes> {
+    fn live_value(&mut self, key: &str, now: Instant) -> Result<Option<Bytes>, BackendError> {
         match self.map.get(key) {
-            Some(entry) if entry.is_live(now) => return Some(entry.value.clone()),
+            Some(entry) if entry.is_live(now) => return entry.value.bytes(key).cloned().map(Some),
             Some(_) => {}
-            None => return None,
+            None => return Ok(None),
         }
         self.remove(key);
-        None
+        Ok(None)
     }
 
     /// A live entry, promoted in the LRU order; an expired one is removed on the way.
@@ -245,7 +274,7 @@ impl Shard {
         Some(entry)
     }
 
-    fn insert(&mut self, key: &str, value: Bytes, expires_at: Option<Instant>, now: Instant) {
+    fn insert(&mut self, key: &str, value: Value, expires_at: Option<Instant>, now: Instant) {
         self.bytes += charge(key, &value);
         if let Some((old_key, old)) = self.map.push(key.to_owned(), Entry { value, expires_at }) {
             // Either the previous value of this key or the evicted least-recently-used entry.
@@ -290,18 +319,18 @@ impl Backend for MemoryBackend {
     async fn get(&self, key: &str) -> Result<Option<Bytes>, BackendError> {
         let now = Instant::now();
         let mut shard = self.shard(key).lock();
-        Ok(shard.live_value(key, now))
+        shard.live_value(key, now)
     }
 
     async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>, BackendError> {
         let now = Instant::now();
-        Ok(keys
-            .iter()
+        keys.iter()
             .map(|key| {
                 let mut shard = self.shard(key).lock();
-                shard.live_value(key, now)
+                // A set under one of the keys is not a value: read it as absent, like Redis MGET does.
+                Ok(shard.live_value(key, now).unwrap_or(None))
             })
-            .collect())
+            .collect()
     }
 
     async fn set(
@@ -320,7 +349,7 @@ impl Backend for MemoryBackend {
             SetMode::IfPresent => exists,
         };
         if write {
-            shard.insert(key, value, deadline(now, ttl), now);
+            shard.insert(key, Value::Bytes(value), deadline(now, ttl), now);
         }
         Ok(write)
     }
@@ -333,7 +362,7 @@ impl Backend for MemoryBackend {
         let now = Instant::now();
         for (key, value) in entries {
             let mut shard = self.shard(key).lock();
-            shard.insert(key, value.clone(), deadline(now, ttl), now);
+            shard.insert(key, Value::Bytes(value.clone()), deadline(now, ttl), now);
         }
         Ok(())
     }
@@ -398,12 +427,10 @@ impl Backend for MemoryBackend {
         // Stored as decimal text, like Redis, so `get` of a counter reads the same on every backend.
         let (current, expires_at) = match shard.live(key, now) {
             Some(entry) => {
-                let parsed = std::str::from_utf8(&entry.value)
+                let parsed = std::str::from_utf8(entry.value.bytes(key)?)
                     .ok()
                     .and_then(|s| s.parse::<i64>().ok())
-                    .ok_or_else(|| {
-                        BackendError::WrongType(format!("value at {key:?} is not an integer"))
-                    })?;
+                    .ok_or_else(|| wrong_type(key, "not an integer"))?;
                 (parsed, entry.expires_at)
             }
             None => (0, deadline(now, ttl)),
@@ -411,7 +438,12 @@ impl Backend for MemoryBackend {
         let next = current
             .checked_add(by)
             .ok_or_else(|| BackendError::Invalid(format!("increment of {key:?} overflows")))?;
-        shard.insert(key, Bytes::from(next.to_string()), expires_at, now);
+        shard.insert(
+            key,
+            Value::Bytes(Bytes::from(next.to_string())),
+            expires_at,
+            now,
+        );
         Ok(next)
     }
 
@@ -447,11 +479,66 @@ impl Backend for MemoryBackend {
         let mut shard = self.shard(key).lock();
         let owned = shard
             .live(key, now)
-            .is_some_and(|e| e.value.as_ref() == token);
+            .is_some_and(|e| matches!(&e.value, Value::Bytes(b) if b.as_ref() == token));
         if owned {
             shard.remove(key);
         }
         Ok(owned)
+    }
+
+    async fn set_add(
+        &self,
+        key: &str,
+        members: &[&str],
+        ttl: Option<Duration>,
+    ) -> Result<(), BackendError> {
+        let now = Instant::now();
+        let mut shard = self.shard(key).lock();
+        let (mut set, mut expires_at) = match shard.live(key, now).map(|e| e.expires_at) {
+            Some(expires_at) => match shard.remove(key).map(|e| e.value) {
+                Some(Value::Set(set)) => (set, expires_at),
+                Some(Value::Bytes(bytes)) => {
+                    // Put the value back untouched before reporting the type clash.
+                    shard.insert(key, Value::Bytes(bytes), expires_at, now);
+                    return Err(wrong_type(key, "not a set"));
+                }
+                None => (HashSet::new(), None),
+            },
+            None => (HashSet::new(), None),
+        };
+        set.extend(members.iter().map(|m| (*m).to_owned()));
+        if let Some(wanted) = deadline(now, ttl) {
+            expires_at = Some(expires_at.map_or(wanted, |at| at.max(wanted)));
+        }
+        shard.insert(key, Value::Set(set), expires_at, now);
+        Ok(())
+    }
+
+    async fn set_members(&self, key: &str) -> Result<Vec<String>, BackendError> {
+        let now = Instant::now();
+        let mut shard = self.shard(key).lock();
+        match shard.live(key, now).map(|e| &e.value) {
+            None => Ok(Vec::new()),
+            Some(Value::Set(set)) => Ok(set.iter().cloned().collect()),
+            Some(Value::Bytes(_)) => Err(wrong_type(key, "not a set")),
+        }
+    }
+
+    async fn set_remove(&self, key: &str, members: &[&str]) -> Result<u64, BackendError> {
+        let now = Instant::now();
+        let mut shard = self.shard(key).lock();
+        let removed = match shard.live(key, now).map(|e| &mut e.value) {
+            None => return Ok(0),
+            Some(Value::Set(set)) => members.iter().filter(|m| set.remove(**m)).count(),
+            Some(Value::Bytes(_)) => return Err(wrong_type(key, "not a set")),
+        };
+        // Members shrank: recompute the charge by re-inserting, and drop an empty set like Redis does.
+        if let Some(entry) = shard.remove(key) {
+            if matches!(&entry.value, Value::Set(s) if !s.is_empty()) {
+                shard.insert(key, entry.value, entry.expires_at, now);
+            }
+        }
+        Ok(removed as u64)
     }
 
     async fn ping(&self) -> Result<(), BackendError> {
@@ -493,11 +580,18 @@ mod tests {
     #[tokio::test]
     async fn entries_expire_and_ttl_reports_it() {
         let m = MemoryBackend::default();
-        m.set("k", b("v"), Some(Duration::from_millis(40)), SetMode::Always)
-            .await
-            .unwrap();
+        m.set(
+            "k",
+            b("v"),
+            Some(Duration::from_millis(40)),
+            SetMode::Always,
+        )
+        .await
+        .unwrap();
         m.set("p", b("v"), None, SetMode::Always).await.unwrap();
-        assert!(matches!(m.ttl("k").await.unwrap(), KeyTtl::Remaining(d) if d <= Duration::from_millis(40)));
+        assert!(
+            matches!(m.ttl("k").await.unwrap(), KeyTtl::Remaining(d) if d <= Duration::from_millis(40))
+        );
         assert_eq!(m.ttl("p").await.unwrap(), KeyTtl::Persistent);
         tokio::time::sleep(Duration::from_millis(60)).await;
         assert_eq!(m.get("k").await.unwrap(), None);
@@ -510,13 +604,20 @@ mod tests {
     async fn expired_entries_are_swept_without_reads() {
         let m = MemoryBackend::builder().max_entries(100_000).build();
         for i in 0..1_000 {
-            m.set(&format!("old{i}"), b("v"), Some(Duration::from_millis(10)), SetMode::Always)
-                .await
-                .unwrap();
+            m.set(
+                &format!("old{i}"),
+                b("v"),
+                Some(Duration::from_millis(10)),
+                SetMode::Always,
+            )
+            .await
+            .unwrap();
         }
         tokio::time::sleep(Duration::from_millis(30)).await;
         for i in 0..2_000 {
-            m.set(&format!("new{i}"), b("v"), None, SetMode::Always).await.unwrap();
+            m.set(&format!("new{i}"), b("v"), None, SetMode::Always)
+                .await
+                .unwrap();
         }
         // Every shard has seen more than max(64, len/2) writes since the old entries expired.
         assert_eq!(m.scan("old*").await.unwrap().len(), 0);
@@ -527,17 +628,26 @@ mod tests {
     async fn bounded_by_entries_and_bytes() {
         let m = MemoryBackend::builder().max_entries(10).build();
         for i in 0..100 {
-            m.set(&format!("k{i}"), b("v"), None, SetMode::Always).await.unwrap();
+            m.set(&format!("k{i}"), b("v"), None, SetMode::Always)
+                .await
+                .unwrap();
         }
         assert_eq!(m.len(), 10);
         assert!(m.get("k99").await.unwrap().is_some());
         assert!(m.get("k0").await.unwrap().is_none());
 
-        let m = MemoryBackend::builder().max_bytes(10 * (ENTRY_OVERHEAD + 2 + 100)).build();
+        let m = MemoryBackend::builder()
+            .max_bytes(10 * (ENTRY_OVERHEAD + 2 + 100))
+            .build();
         for i in 0..100 {
-            m.set(&format!("k{i}"), Bytes::from(vec![0u8; 100]), None, SetMode::Always)
-                .await
-                .unwrap();
+            m.set(
+                &format!("k{i}"),
+                Bytes::from(vec![0u8; 100]),
+                None,
+                SetMode::Always,
+            )
+            .await
+            .unwrap();
         }
         assert!(m.used_bytes() <= 10 * (ENTRY_OVERHEAD + 2 + 100));
         assert!(m.get("k99").await.unwrap().is_some());
@@ -564,20 +674,64 @@ mod tests {
     #[tokio::test]
     async fn incr_creates_with_ttl_and_rejects_non_integers() {
         let m = MemoryBackend::default();
-        assert_eq!(m.incr("c", 5, Some(Duration::from_secs(60))).await.unwrap(), 5);
+        assert_eq!(
+            m.incr("c", 5, Some(Duration::from_secs(60))).await.unwrap(),
+            5
+        );
         assert_eq!(m.incr("c", -2, None).await.unwrap(), 3);
         assert!(matches!(m.ttl("c").await.unwrap(), KeyTtl::Remaining(_)));
         assert_eq!(m.get("c").await.unwrap(), Some(b("3")));
         m.set("s", b("abc"), None, SetMode::Always).await.unwrap();
-        assert!(matches!(m.incr("s", 1, None).await, Err(BackendError::WrongType(_))));
+        assert!(matches!(
+            m.incr("s", 1, None).await,
+            Err(BackendError::WrongType(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn sets_hold_members_and_extend_their_ttl() {
+        let m = MemoryBackend::default();
+        m.set_add("tag", &["a", "b"], Some(Duration::from_millis(50)))
+            .await
+            .unwrap();
+        m.set_add("tag", &["b", "c"], Some(Duration::from_secs(60)))
+            .await
+            .unwrap();
+        m.set_add("tag", &["d"], Some(Duration::from_millis(1)))
+            .await
+            .unwrap();
+        let mut members = m.set_members("tag").await.unwrap();
+        members.sort();
+        assert_eq!(members, vec!["a", "b", "c", "d"]);
+        assert!(
+            matches!(m.ttl("tag").await.unwrap(), KeyTtl::Remaining(d) if d > Duration::from_secs(50))
+        );
+        assert_eq!(m.set_remove("tag", &["a", "x"]).await.unwrap(), 1);
+        assert!(matches!(
+            m.get("tag").await,
+            Err(BackendError::WrongType(_))
+        ));
+        m.set("plain", b("v"), None, SetMode::Always).await.unwrap();
+        assert!(matches!(
+            m.set_add("plain", &["a"], None).await,
+            Err(BackendError::WrongType(_))
+        ));
+        assert_eq!(m.get("plain").await.unwrap(), Some(b("v")));
+        assert_eq!(m.set_remove("tag", &["b", "c", "d"]).await.unwrap(), 3);
+        assert_eq!(m.ttl("tag").await.unwrap(), KeyTtl::Missing);
     }
 
     #[tokio::test]
     async fn unlock_is_compare_and_delete() {
         let m = MemoryBackend::default();
-        m.set("lock", b("me"), Some(Duration::from_secs(5)), SetMode::IfAbsent)
-            .await
-            .unwrap();
+        m.set(
+            "lock",
+            b("me"),
+            Some(Duration::from_secs(5)),
+            SetMode::IfAbsent,
+        )
+        .await
+        .unwrap();
         assert!(!m.unlock("lock", b"you").await.unwrap());
         assert!(m.get("lock").await.unwrap().is_some());
         assert!(m.unlock("lock", b"me").await.unwrap());

@@ -104,13 +104,21 @@ mod tests {
     #[tokio::test]
     async fn abandoned_leader_lets_a_follower_lead() {
         let flights = SingleFlight::default();
-        let Role::Leader(leader) = flights.join("k") else { panic!("first caller leads") };
-        let Role::Follower(rx) = flights.join("k") else { panic!("second caller follows") };
+        let Role::Leader(leader) = flights.join("k") else {
+            panic!("first caller leads")
+        };
+        let Role::Follower(rx) = flights.join("k") else {
+            panic!("second caller follows")
+        };
         drop(leader);
         assert!(matches!(wait(rx).await, Outcome::Abandoned));
         assert_eq!(flights.len(), 0);
-        let Role::Leader(leader) = flights.join("k") else { panic!("a new leader") };
-        let Role::Follower(rx) = flights.join("k") else { panic!("follower") };
+        let Role::Leader(leader) = flights.join("k") else {
+            panic!("a new leader")
+        };
+        let Role::Follower(rx) = flights.join("k") else {
+            panic!("follower")
+        };
         leader.finish(Some(Bytes::from_static(b"v")));
         assert!(matches!(wait(rx).await, Outcome::Shared(b) if b == "v"));
         assert_eq!(flights.len(), 0);

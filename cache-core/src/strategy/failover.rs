@@ -1,0 +1,57 @@
+//! Failover (cashews `failover`): always call the body; when it fails, serve the last good value.
+
+use std::future::Future;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{run_and_store, served, Options};
+use crate::cache::Cache;
+use crate::context::{self, Ops};
+use crate::shape::OkOnly;
+
+/// The name [`detect`](crate::context::detect) reports for values served by [`failover`].
+pub const FAILOVER: &str = "failover";
+
+/// Runs `body`; stores every `Ok`; when it returns an `Err` that `accept` accepts (default: any), returns the
+/// last stored `Ok` for `key` instead, reported to `detect` as stale. With nothing stored, the error is returned.
+///
+/// ```
+/// use cache_core::{strategy::{self, Options}, Cache};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let cache = Cache::memory();
+/// let ok = strategy::failover(&cache, "w".into(), Options::ttl(None), None, async { Ok::<u8, String>(20) }).await;
+/// let down = strategy::failover(&cache, "w".into(), Options::ttl(None), None, async { Err::<u8, _>("timeout".to_string()) }).await;
+/// assert_eq!((ok, down), (Ok(20), Ok(20)));
+/// # }
+/// ```
+pub async fn failover<T, E, Fut>(
+    cache: &Cache,
+    key: String,
+    options: Options<Result<T, E>>,
+    accept: Option<fn(&E) -> bool>,
+    body: Fut,
+) -> Result<T, E>
+where
+    T: Serialize + DeserializeOwned,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let flags = context::flags();
+    let (out, _) = run_and_store::<OkOnly, _, _>(cache, &key, &options, flags, body).await;
+    let error = match out {
+        Ok(value) => return Ok(value),
+        Err(error) => error,
+    };
+    if accept.is_some_and(|accept| !accept(&error)) || !flags.allows(Ops::GET) {
+        return Err(error);
+    }
+    match cache.read_entry::<T>(&key).await {
+        Ok(Some((meta, value))) => {
+            tracing::info!(key, "body failed; serving the last good value");
+            served(cache, &key, FAILOVER, &meta, true);
+            Ok(value)
+        }
+        _ => Err(error),
+    }
+}

@@ -1,0 +1,501 @@
+//! Strategies: plain async functions that take a rendered key, options and the body future.
+//!
+//! The macros only render the key and call one of these, so each behaviour here is tested without macros.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+mod early;
+mod failover;
+mod hits;
+mod lock;
+mod soft;
+mod tags;
+
+pub use early::{early, early_foreground, EARLY};
+pub use failover::{failover, FAILOVER};
+pub use hits::{hits, HITS};
+pub use lock::{locked, LockOptions, LOCKED};
+pub use soft::{soft, SOFT};
+pub use tags::{delete_tags, tag_key};
+
+use crate::cache::Cache;
+use crate::context::{self, Hit, Ops};
+use crate::envelope::EnvelopeMeta;
+use crate::error::CacheError;
+use crate::metrics::Metrics;
+use crate::shape::Shape;
+use crate::singleflight::{self, Outcome, Role};
+
+/// The name [`detect`](crate::context::detect) reports for hits of [`cached`].
+pub const CACHED: &str = "cached";
+
+/// A predicate on a function's output deciding whether it is stored.
+pub type Condition<Out> = fn(&Out) -> bool;
+
+/// What every strategy needs to know about storing a result.
+///
+/// ```
+/// use cache_core::strategy::Options;
+/// use std::time::Duration;
+/// let opts: Options<Option<u8>> = Options::ttl(Some(Duration::from_secs(60)))
+///     .condition(cache_core::conditions::not_none)
+///     .time_condition(Duration::from_millis(100))
+///     .tags(vec!["user:1".into()]);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Options<Out> {
+    /// How long stored values live; `None` means until evicted.
+    pub ttl: Option<Duration>,
+    /// Store only outputs this accepts.
+    pub condition: Option<Condition<Out>>,
+    /// Store only results whose body took at least this long.
+    pub min_duration: Option<Duration>,
+    /// Tags to register the key under (see [`delete_tags`]).
+    pub tags: Vec<String>,
+    /// Refresh deadline written into the envelope (early and soft strategies).
+    pub(crate) refresh_after: Option<Duration>,
+}
+
+impl<Out> Options<Out> {
+    /// Options with a TTL and nothing else.
+    pub fn ttl(ttl: Option<Duration>) -> Self {
+        Self {
+            ttl,
+            condition: None,
+            min_duration: None,
+            tags: Vec::new(),
+            refresh_after: None,
+        }
+    }
+
+    /// Adds a condition on the output.
+    pub fn condition(mut self, condition: Condition<Out>) -> Self {
+        self.condition = Some(condition);
+        self
+    }
+
+    /// Adds a condition on the body's duration (cashews' `time_condition`).
+    pub fn time_condition(mut self, min_duration: Duration) -> Self {
+        self.min_duration = Some(min_duration);
+        self
+    }
+
+    /// Registers stored keys under these tags.
+    pub fn tags(mut self, tags: Vec<String>) -> Self {
+        self.tags = tags;
+        self
+    }
+
+    fn with_refresh_after(mut self, after: Duration) -> Self {
+        self.refresh_after = Some(after);
+        self
+    }
+}
+
+/// Returns the cached value of `key` or runs `body`, storing its result when the shape and `condition` allow.
+///
+/// - Honours the current [`context`](crate::context): disabled reads run the body (and still store unless writes
+///   are disabled), `invalidate_further` deletes first, `max_age` rejects older values, hits are recorded for
+///   `detect`.
+/// - Concurrent callers of one missing key in this process share one body run; a panicking or cancelled runner
+///   hands the work to a waiter.
+/// - Fails open: backend errors are logged and counted and the body runs, unless the shape is strict.
+///
+/// ```
+/// use cache_core::{strategy, shape::Plain, Cache};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let cache = Cache::memory();
+/// let a = strategy::cached(Plain, &cache, "k".into(), None, None, async { 1u8 }).await;
+/// let b = strategy::cached(Plain, &cache, "k".into(), None, None, async { 2u8 }).await;
+/// assert_eq!((a, b), (1, 1));
+/// # }
+/// ```
+pub async fn cached<S, Out, Fut>(
+    shape: S,
+    cache: &Cache,
+    key: String,
+    ttl: Option<Duration>,
+    condition: Option<Condition<Out>>,
+    body: Fut,
+) -> Out
+where
+    S: Shape<Out>,
+    Fut: Future<Output = Out>,
+{
+    let options = Options {
+        condition,
+        ..Options::ttl(ttl)
+    };
+    cached_with(shape, cache, key, options, body).await
+}
+
+/// [`cached`] with every storing option (time condition, tags).
+///
+/// ```
+/// use cache_core::{strategy::{self, Options}, shape::Plain, Cache};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let cache = Cache::memory();
+/// let opts = Options::ttl(None).tags(vec!["t".into()]);
+/// strategy::cached_with(Plain, &cache, "k".into(), opts, async { 1u8 }).await;
+/// assert_eq!(strategy::delete_tags(&cache, &["t"]).await.unwrap(), 1);
+/// # }
+/// ```
+pub async fn cached_with<S, Out, Fut>(
+    _shape: S,
+    cache: &Cache,
+    key: String,
+    options: Options<Out>,
+    body: Fut,
+) -> Out
+where
+    S: Shape<Out>,
+    Fut: Future<Output = Out>,
+{
+    let flags = context::flags();
+    match lookup::<S, Out>(cache, &key, flags).await {
+        Lookup::Hit(meta, value) => {
+            served(cache, &key, CACHED, &meta, false);
+            S::rebuild(value)
+        }
+        Lookup::Strict(out) => out,
+        Lookup::Miss { coalesce } => {
+            fill::<S, Out, Fut>(cache, key, &options, flags, coalesce, body).await
+        }
+    }
+}
+
+pub(crate) async fn run_single_flight<S, Out, Fut>(
+    cache: &Cache,
+    key: String,
+    options: &Options<Out>,
+    flags: context::Flags,
+    body: Fut,
+) -> Out
+where
+    S: Shape<Out>,
+    Fut: Future<Output = Out>,
+{
+    loop {
+        match cache.inner.flights.join(&key) {
+            Role::Leader(leader) => {
+                let (out, stored) =
+                    run_and_store::<S, Out, Fut>(cache, &key, options, flags, body).await;
+                leader.finish(stored);
+                return out;
+            }
+            Role::Follower(rx) => match singleflight::wait(rx).await {
+                Outcome::Shared(bytes) => {
+                    if let Some((_, value)) = cache.decode_or_miss::<S::Stored>(&key, &bytes) {
+                        return S::rebuild(value);
+                    }
+                    break;
+                }
+                Outcome::NotShared => break,
+                Outcome::Abandoned => {
+                    // Another waiter may have taken over and finished already: its value is in the cache.
+                    if let Ok(Some((_, value))) = cache.read_entry::<S::Stored>(&key).await {
+                        return S::rebuild(value);
+                    }
+                }
+            },
+        }
+    }
+    // The leader's result was not cacheable (an `Err`, a failed condition): compute our own.
+    let (out, _) = run_and_store::<S, Out, Fut>(cache, &key, options, flags, body).await;
+    out
+}
+
+/// Runs the body and stores the result if it is cacheable; returns the output and the stored bytes.
+pub(crate) async fn run_and_store<S, Out, Fut>(
+    cache: &Cache,
+    key: &str,
+    options: &Options<Out>,
+    flags: context::Flags,
+    body: Fut,
+) -> (Out, Option<Bytes>)
+where
+    S: Shape<Out>,
+    Fut: Future<Output = Out>,
+{
+    let started = Instant::now();
+    let out = body.await;
+    let bytes = encode_output::<S, Out>(cache, key, options, &out, started.elapsed());
+    match persist::<S, Out>(cache, key, options, flags, bytes).await {
+        Stored::Bytes(bytes) => (out, bytes),
+        Stored::Strict(strict) => (strict, None),
+    }
+}
+
+pub(crate) enum Stored<Out> {
+    /// What was stored (or would have been, with writes disabled); `None` when not cacheable.
+    Bytes(Option<Bytes>),
+    /// A strict shape's report of a backend failure, to return instead of the output.
+    Strict(Out),
+}
+
+/// Encodes an output if the shape and options accept it. Synchronous on purpose: holding `&Out` across an await
+/// would make every cached future require `Out: Sync`.
+pub(crate) fn encode_output<S, Out>(
+    cache: &Cache,
+    key: &str,
+    options: &Options<Out>,
+    out: &Out,
+    took: Duration,
+) -> Option<Bytes>
+where
+    S: Shape<Out>,
+{
+    if options.condition.is_some_and(|accept| !accept(out))
+        || options.min_duration.is_some_and(|min| took < min)
+    {
+        return None;
+    }
+    let value = S::stored(out)?;
+    let mut meta = EnvelopeMeta::new(cache.codec(), options.ttl);
+    if let Some(after) = options.refresh_after {
+        meta = meta.with_refresh_after(after);
+    }
+    cache
+        .encode(value, meta)
+        .inspect_err(|error| tracing::warn!(key, %error, "value not cached: it cannot be encoded"))
+        .ok()
+}
+
+/// Writes encoded bytes (unless writes are disabled) and registers tags.
+pub(crate) async fn persist<S, Out>(
+    cache: &Cache,
+    key: &str,
+    options: &Options<Out>,
+    flags: context::Flags,
+    bytes: Option<Bytes>,
+) -> Stored<Out>
+where
+    S: Shape<Out>,
+{
+    let Some(bytes) = bytes else {
+        return Stored::Bytes(None);
+    };
+    if flags.allows(Ops::SET) {
+        match cache.write_bytes(key, bytes.clone(), options.ttl).await {
+            Ok(()) => {
+                Metrics::inc(&cache.metrics_ref().stores);
+                tags::register(cache, key, &options.tags, options.ttl).await;
+            }
+            Err(error) => {
+                if let Ok(strict) = S::on_backend_error(error) {
+                    return Stored::Strict(strict);
+                }
+            }
+        }
+    }
+    Stored::Bytes(Some(bytes))
+}
+
+/// The read half every strategy shares.
+pub(crate) enum Lookup<Stored, Out> {
+    /// A usable stored value.
+    Hit(EnvelopeMeta, Stored),
+    /// Nothing usable: compute (single-flight unless reads are disabled).
+    Miss { coalesce: bool },
+    /// A strict shape's report of a backend failure.
+    Strict(Out),
+}
+
+/// Reads `key` as the current context allows: `invalidate_further` deletes it, a disabled `GET` skips the read,
+/// `max_age` rejects older values, unreadable values and backend failures are misses (or strict errors).
+pub(crate) async fn lookup<S, Out>(
+    cache: &Cache,
+    key: &str,
+    flags: context::Flags,
+) -> Lookup<S::Stored, Out>
+where
+    S: Shape<Out>,
+{
+    if flags.invalidate_further {
+        if flags.allows(Ops::DELETE) {
+            if let Err(error) = cache.delete(key).await {
+                if let Ok(out) = S::on_backend_error(error) {
+                    return Lookup::Strict(out);
+                }
+            }
+        }
+        return Lookup::Miss { coalesce: false };
+    }
+    if !flags.allows(Ops::GET) {
+        return Lookup::Miss { coalesce: false };
+    }
+    match cache.read_entry::<S::Stored>(key).await {
+        Ok(Some((meta, value))) if flags.max_age.is_none_or(|max| meta.age() < max) => {
+            return Lookup::Hit(meta, value);
+        }
+        Ok(_) => {}
+        Err(error) => {
+            if let Ok(out) = S::on_backend_error(error) {
+                return Lookup::Strict(out);
+            }
+        }
+    }
+    Metrics::inc(&cache.metrics_ref().misses);
+    Lookup::Miss { coalesce: true }
+}
+
+/// The miss half every strategy shares: compute (coalesced in-process when allowed) and store.
+pub(crate) async fn fill<S, Out, Fut>(
+    cache: &Cache,
+    key: String,
+    options: &Options<Out>,
+    flags: context::Flags,
+    coalesce: bool,
+    body: Fut,
+) -> Out
+where
+    S: Shape<Out>,
+    Fut: Future<Output = Out>,
+{
+    if coalesce {
+        run_single_flight::<S, Out, Fut>(cache, key, options, flags, body).await
+    } else {
+        run_and_store::<S, Out, Fut>(cache, &key, options, flags, body)
+            .await
+            .0
+    }
+}
+
+pub(crate) fn hit(key: &str, strategy: &'static str, meta: &EnvelopeMeta, stale: bool) -> Hit {
+    Hit {
+        key: key.to_owned(),
+        strategy,
+        ttl: meta.remaining_ttl(),
+        age: meta.age(),
+        stale,
+    }
+}
+
+/// Runs `body` and stores its result (if cacheable) without reading the cache first.
+///
+/// ```
+/// use cache_core::{strategy, shape::Plain, Cache};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let cache = Cache::memory();
+/// cache.set("k", &1u8, None).await.unwrap();
+/// assert_eq!(strategy::refresh(Plain, &cache, "k".into(), None, None, async { 2u8 }).await, 2);
+/// assert_eq!(cache.get::<u8>("k").await.unwrap(), Some(2));
+/// # }
+/// ```
+pub async fn refresh<S, Out, Fut>(
+    _shape: S,
+    cache: &Cache,
+    key: String,
+    ttl: Option<Duration>,
+    condition: Option<Condition<Out>>,
+    body: Fut,
+) -> Out
+where
+    S: Shape<Out>,
+    Fut: Future<Output = Out>,
+{
+    let options = Options {
+        condition,
+        ..Options::ttl(ttl)
+    };
+    run_and_store::<S, Out, Fut>(cache, &key, &options, context::flags(), body)
+        .await
+        .0
+}
+
+/// Records a hit for `detect` and the metrics.
+pub(crate) fn served(
+    cache: &Cache,
+    key: &str,
+    strategy: &'static str,
+    meta: &EnvelopeMeta,
+    stale: bool,
+) {
+    Metrics::inc(&cache.metrics_ref().hits);
+    context::record_hit(|| hit(key, strategy, meta, stale));
+}
+
+/// Suffixes of the helper keys strategies keep next to a value. They stay beside the value's key so a prefix
+/// route sends them to the same backend. Keys ending in these are reserved.
+pub(crate) const LOCK_SUFFIX: &str = ":__lock";
+pub(crate) const HITS_SUFFIX: &str = ":__hits";
+
+/// Reads the stored value of `key` without running anything; `None` on a miss, an unreadable value or a backend
+/// failure (logged).
+///
+/// ```
+/// use cache_core::{strategy, shape::Plain, Cache};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let cache = Cache::memory();
+/// assert_eq!(strategy::peek::<Plain, u8>(Plain, &cache, "k").await, None);
+/// # }
+/// ```
+pub async fn peek<S: Shape<Out>, Out>(_shape: S, cache: &Cache, key: &str) -> Option<S::Stored> {
+    match cache.read_entry::<S::Stored>(key).await {
+        Ok(entry) => entry.map(|(_, v)| v),
+        Err(_) => None,
+    }
+}
+
+/// Stores `value` under `key` as a cached function would.
+///
+/// ```
+/// use cache_core::{strategy, shape::Plain, Cache};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let cache = Cache::memory();
+/// strategy::store::<Plain, u8>(Plain, &cache, "k", None, &5).await.unwrap();
+/// assert_eq!(cache.get::<u8>("k").await.unwrap(), Some(5));
+/// # }
+/// ```
+pub async fn store<S: Shape<Out>, Out>(
+    _shape: S,
+    cache: &Cache,
+    key: &str,
+    ttl: Option<Duration>,
+    value: &S::Stored,
+) -> Result<(), CacheError> {
+    cache.set(key, value, ttl).await
+}
+
+/// Deletes `key`, honouring a disabled `DELETE` in the current scope. Fails open: `false` on a backend failure
+/// (logged).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let cache = cache_core::Cache::memory();
+/// cache.set("k", &1u8, None).await.unwrap();
+/// assert!(cache_core::strategy::invalidate(&cache, "k").await);
+/// # }
+/// ```
+pub async fn invalidate(cache: &Cache, key: &str) -> bool {
+    if context::is_disabled(Ops::DELETE) {
+        return false;
+    }
+    cache.delete(key).await.unwrap_or(false)
+}
+
+/// Deletes every key matching a glob, honouring a disabled `DELETE`. Fails open: 0 on a backend failure.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let cache = cache_core::Cache::memory();
+/// cache.set("a:1", &1u8, None).await.unwrap();
+/// assert_eq!(cache_core::strategy::invalidate_matching(&cache, "a:*").await, 1);
+/// # }
+/// ```
+pub async fn invalidate_matching(cache: &Cache, pattern: &str) -> u64 {
+    if context::is_disabled(Ops::DELETE) {
+        return 0;
+    }
+    cache.delete_match(pattern).await.unwrap_or(0)
+}

@@ -53,4 +53,4 @@ pub use metrics::MetricsSnapshot;
 
 pub use async_trait::async_trait;
 pub use bytes::Bytes;
-// MACROS-PENDING pub use cache_macros::{cached, invalidates};
+pub use cache_macros::{cached, invalidates};

@@ -110,24 +110,25 @@ impl ServerProcess {
             .tempdir()
         {
             Ok(dir) => dir,
-            Err(e) => panic!("cannot create a temporary directory for {}: {e}", spec.program),
+            Err(e) => panic!(
+                "cannot create a temporary directory for {}: {e}",
+                spec.program
+            ),
         };
         let mut last_error = None;
         // Another process can grab the free port between our probe and the server's bind; try a few ports.
         for _ in 0..5 {
             let port = free_port(spec.also_free);
-            let process = ServerProcess {
-                spec,
-                port,
-                dir,
-                child: Mutex::new(None),
-            };
-            match process.launch() {
-                Ok(()) => return Some(process),
-                Err(e) => {
-                    last_error = Some(e);
-                    ServerProcess { spec, dir, .. } = process.into_parts();
+            match launch(&spec, port, dir.path()) {
+                Ok(child) => {
+                    return Some(ServerProcess {
+                        spec,
+                        port,
+                        dir,
+                        child: Mutex::new(Some(child)),
+                    })
                 }
+                Err(e) => last_error = Some(e),
             }
         }
         panic!(
@@ -135,80 +136,6 @@ impl ServerProcess {
             spec.program,
             last_error.map(|e| e.to_string()).unwrap_or_default()
         );
-    }
-
-    fn into_parts(mut self) -> ServerProcess {
-        self.kill();
-        // Move the fields out without running Drop twice on the child.
-        let child = Mutex::new(self.child.lock().map(|mut c| c.take()).unwrap_or(None));
-        let dir = std::mem::replace(
-            &mut self.dir,
-            tempfile::Builder::new()
-                .prefix("cache-suite-placeholder-")
-                .tempdir()
-                .unwrap_or_else(|e| panic!("tempdir: {e}")),
-        );
-        let spec = std::mem::replace(
-            &mut self.spec,
-            ServerSpec {
-                program: self.spec.program,
-                install_hint: self.spec.install_hint,
-                args: Box::new(|_, _| Vec::new()),
-                ready: |_| false,
-                also_free: None,
-                startup_timeout: Duration::ZERO,
-            },
-        );
-        ServerProcess {
-            spec,
-            port: self.port,
-            dir,
-            child,
-        }
-    }
-
-    /// Spawns the process on `self.port` and waits until it is ready.
-    fn launch(&self) -> io::Result<()> {
-        let log_path = self.dir.path().join(format!("{}.log", self.spec.program));
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)?;
-        let mut command = Command::new(self.spec.program);
-        command
-            .args((self.spec.args)(self.port, self.dir.path()))
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log.try_clone()?))
-            .stderr(Stdio::from(log));
-        let mut child = spawn_dying_with_parent(command)?;
-        let deadline = Instant::now() + self.spec.startup_timeout;
-        loop {
-            if let Some(status) = child.try_wait()? {
-                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                return Err(io::Error::other(format!(
-                    "{} exited with {status} on port {}; log:\n{log}",
-                    self.spec.program, self.port
-                )));
-            }
-            if (self.spec.ready)(self.port) {
-                break;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!(
-                        "{} on port {} not ready after {:?}",
-                        self.spec.program, self.port, self.spec.startup_timeout
-                    ),
-                ));
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        *self.lock_child() = Some(child);
-        Ok(())
     }
 
     fn lock_child(&self) -> std::sync::MutexGuard<'_, Option<Child>> {
@@ -281,8 +208,11 @@ impl ServerProcess {
         // The old listening socket can linger for a moment after the kill; retry the bind for a short while.
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            match self.launch() {
-                Ok(()) => return Ok(()),
+            match launch(&self.spec, self.port, self.dir.path()) {
+                Ok(child) => {
+                    *self.lock_child() = Some(child);
+                    return Ok(());
+                }
                 Err(e) if Instant::now() < deadline => {
                     let _ = e;
                     thread::sleep(Duration::from_millis(100));
@@ -290,6 +220,48 @@ impl ServerProcess {
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+/// Spawns the server of `spec` on `port` and waits until it is ready.
+fn launch(spec: &ServerSpec, port: u16, dir: &Path) -> io::Result<Child> {
+    let log_path = dir.join(format!("{}.log", spec.program));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)?;
+    let mut command = Command::new(spec.program);
+    command
+        .args((spec.args)(port, dir))
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log.try_clone()?))
+        .stderr(Stdio::from(log));
+    let mut child = spawn_dying_with_parent(command)?;
+    let deadline = Instant::now() + spec.startup_timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            return Err(io::Error::other(format!(
+                "{} exited with {status} on port {port}; log:\n{log}",
+                spec.program
+            )));
+        }
+        if (spec.ready)(port) {
+            return Ok(child);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "{} on port {port} not ready after {:?}",
+                    spec.program, spec.startup_timeout
+                ),
+            ));
+        }
+        thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -432,7 +404,10 @@ pub fn redis_command(port: u16, args: &[&str]) -> io::Result<String> {
     loop {
         let n = stream.read(&mut buf)?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed",
+            ));
         }
         reply.extend_from_slice(&buf[..n]);
         if let Some(text) = complete_reply(&reply) {
@@ -641,7 +616,10 @@ impl RedisCluster {
         ];
         let mut nodes = Vec::with_capacity(3);
         for _ in 0..3 {
-            nodes.push(ServerProcess::start(redis_spec(CLUSTER_ARGS, Some(10_000)))?);
+            nodes.push(ServerProcess::start(redis_spec(
+                CLUSTER_ARGS,
+                Some(10_000),
+            ))?);
         }
         let cluster = RedisCluster { nodes };
         let mut create = Command::new("redis-cli");
@@ -728,6 +706,116 @@ impl RedisCluster {
     /// ```
     pub fn processes(&self) -> &[ServerProcess] {
         &self.nodes
+    }
+}
+
+/// A `redis-server` primary watched by one Redis Sentinel (quorum 1), both on free loopback ports.
+///
+/// # Example
+/// ```no_run
+/// let Some(sentinel) = cache_suite::RedisSentinel::start() else { return };
+/// println!("{}", sentinel.url()); // redis+sentinel://127.0.0.1:P?service_name=mymaster
+/// ```
+#[derive(Debug)]
+pub struct RedisSentinel {
+    primary: RedisServer,
+    sentinel: ServerProcess,
+}
+
+impl RedisSentinel {
+    /// The service name the sentinel monitors.
+    pub const SERVICE: &'static str = "mymaster";
+
+    /// Starts the primary, then the sentinel, and waits until the sentinel knows the primary. `None` when
+    /// `redis-server` is missing (panics instead under `CI=true`).
+    ///
+    /// # Example
+    /// ```no_run
+    /// let Some(sentinel) = cache_suite::RedisSentinel::start() else { return };
+    /// # let _ = sentinel;
+    /// ```
+    pub fn start() -> Option<RedisSentinel> {
+        let primary = RedisServer::start()?;
+        let primary_port = primary.port();
+        let spec = ServerSpec {
+            program: "redis-server",
+            install_hint: REDIS_HINT,
+            args: Box::new(move |port, dir| {
+                // Sentinel rewrites its configuration file, so it lives in the private directory.
+                let conf = dir.join("sentinel.conf");
+                let text = format!(
+                    "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {} 127.0.0.1 {primary_port} 1\n\
+                     sentinel down-after-milliseconds {} 5000\n",
+                    dir.display(),
+                    RedisSentinel::SERVICE,
+                    RedisSentinel::SERVICE,
+                );
+                if let Err(e) = std::fs::write(&conf, text) {
+                    panic!("cannot write {}: {e}", conf.display());
+                }
+                vec![conf.into_os_string(), "--sentinel".into()]
+            }),
+            ready: redis_answers,
+            also_free: None,
+            startup_timeout: Duration::from_secs(10),
+        };
+        let sentinel = ServerProcess::start(spec)?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let known = redis_command(
+                sentinel.port(),
+                &["SENTINEL", "get-master-addr-by-name", Self::SERVICE],
+            )
+            .is_ok_and(|reply| reply.contains(&primary_port.to_string()));
+            if known {
+                break;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "sentinel on port {} does not know the primary",
+                    sentinel.port()
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        Some(RedisSentinel { primary, sentinel })
+    }
+
+    /// `redis+sentinel://127.0.0.1:<sentinel port>?service_name=mymaster`, the `cache_backends::setup` syntax.
+    ///
+    /// # Example
+    /// ```no_run
+    /// let Some(sentinel) = cache_suite::RedisSentinel::start() else { return };
+    /// assert!(sentinel.url().starts_with("redis+sentinel://"));
+    /// ```
+    pub fn url(&self) -> String {
+        format!(
+            "redis+sentinel://127.0.0.1:{}?service_name={}",
+            self.sentinel.port(),
+            Self::SERVICE
+        )
+    }
+
+    /// The monitored primary.
+    ///
+    /// # Example
+    /// ```no_run
+    /// let Some(sentinel) = cache_suite::RedisSentinel::start() else { return };
+    /// assert!(sentinel.primary().process().is_running());
+    /// ```
+    pub fn primary(&self) -> &RedisServer {
+        &self.primary
+    }
+
+    /// The sentinel process.
+    ///
+    /// # Example
+    /// ```no_run
+    /// let Some(sentinel) = cache_suite::RedisSentinel::start() else { return };
+    /// assert_ne!(sentinel.sentinel().port(), sentinel.primary().port());
+    /// ```
+    pub fn sentinel(&self) -> &ServerProcess {
+        &self.sentinel
     }
 }
 

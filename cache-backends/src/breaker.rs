@@ -198,8 +198,9 @@ impl<B: Backend> CircuitBreaker<B> {
     }
 }
 
-impl<B> CircuitBreaker<B> {
-    /// Starts configuring a breaker.
+// A concrete impl so `CircuitBreaker::builder()` needs no type annotation (like `HashMap::new`).
+impl CircuitBreaker<()> {
+    /// Starts configuring a breaker; [`CircuitBreakerBuilder::wrap`] picks the backend type.
     ///
     /// # Example
     /// ```
@@ -209,7 +210,9 @@ impl<B> CircuitBreaker<B> {
     pub fn builder() -> CircuitBreakerBuilder {
         CircuitBreakerBuilder::default()
     }
+}
 
+impl<B> CircuitBreaker<B> {
     /// The wrapped backend.
     ///
     /// # Example
@@ -363,7 +366,7 @@ impl<B> CircuitBreaker<B> {
 fn counts_as_failure(error: &BackendError) -> bool {
     !matches!(
         error,
-        BackendError::Invalid(_) | BackendError::WrongType(_)
+        BackendError::Invalid(_) | BackendError::WrongType(_) | BackendError::Unsupported(_)
     )
 }
 
@@ -433,6 +436,23 @@ impl<B: Backend> Backend for CircuitBreaker<B> {
 
     async fn clear(&self) -> Result<(), BackendError> {
         self.call(self.inner.clear()).await
+    }
+
+    async fn set_add(
+        &self,
+        key: &str,
+        members: &[&str],
+        ttl: Option<Duration>,
+    ) -> Result<(), BackendError> {
+        self.call(self.inner.set_add(key, members, ttl)).await
+    }
+
+    async fn set_members(&self, key: &str) -> Result<Vec<String>, BackendError> {
+        self.call(self.inner.set_members(key)).await
+    }
+
+    async fn set_remove(&self, key: &str, members: &[&str]) -> Result<u64, BackendError> {
+        self.call(self.inner.set_remove(key, members)).await
     }
 
     fn name(&self) -> &'static str {
@@ -560,7 +580,11 @@ mod tests {
         for _ in 0..10 {
             assert!(matches!(b.get("k").await, Err(BackendError::CircuitOpen)));
         }
-        assert_eq!(flaky.calls.load(Ordering::SeqCst), 3, "open breaker must not call the backend");
+        assert_eq!(
+            flaky.calls.load(Ordering::SeqCst),
+            3,
+            "open breaker must not call the backend"
+        );
         assert_eq!(b.rejected(), 10);
     }
 
@@ -621,7 +645,10 @@ mod tests {
         let _ = probing.await;
         flaky.hang.store(false, Ordering::SeqCst);
         flaky.down.store(false, Ordering::SeqCst);
-        assert!(b.get("k").await.is_ok(), "the slot of a cancelled probe is free again");
+        assert!(
+            b.get("k").await.is_ok(),
+            "the slot of a cancelled probe is free again"
+        );
         assert_eq!(b.state(), BreakerState::Closed);
     }
 
@@ -630,7 +657,10 @@ mod tests {
         let flaky = Arc::new(Flaky::default());
         let b = breaker(&flaky, 60_000);
         for _ in 0..10 {
-            assert!(matches!(b.incr("k", 1, None).await, Err(BackendError::WrongType(_))));
+            assert!(matches!(
+                b.incr("k", 1, None).await,
+                Err(BackendError::WrongType(_))
+            ));
         }
         assert_eq!(b.state(), BreakerState::Closed);
     }

@@ -13,6 +13,8 @@
 //! - Every command has a short timeout (default [`DEFAULT_COMMAND_TIMEOUT`], 500 ms): a cache read that takes
 //!   longer than that is worth less than running the body, and a stuck server must not stall every request. Raise
 //!   it for large values or far-away servers.
+//!   Commands already in flight when a server dies can still wait out that timeout (and so can callers sharing
+//!   their result); everything sent afterwards fails fast.
 //! - Wrap the backend in a [`CircuitBreaker`](crate::CircuitBreaker) (the URL [`setup`](crate::setup) does it by
 //!   default) so that a server that *accepts* connections but does not answer costs one timeout per cooldown
 //!   rather than one per call.
@@ -36,7 +38,7 @@ use bytes::Bytes;
 use cache_core::{Backend, BackendError, KeyTtl, SetMode};
 use fred::clients::{Client, Pool};
 use fred::error::{Error as FredError, ErrorKind};
-use fred::interfaces::{ClientLike, ClusterInterface, KeysInterface, LuaInterface};
+use fred::interfaces::{ClientLike, ClusterInterface, KeysInterface, LuaInterface, SetsInterface};
 use fred::types::config::{Config, Options, ReconnectPolicy, Server, ServerConfig};
 use fred::types::scripts::Script;
 use fred::types::{Builder, CustomCommand, Expiration, FromValue, Key, SetOptions, Value};
@@ -64,6 +66,23 @@ return value
 ";
 
 /// Compare-and-delete: only the holder of the token may release a lock.
+/// SADD, then the set's TTL: `ARGV[1]` < 0 makes it persistent; otherwise a new set gets the TTL and an existing
+/// one only ever has it extended (a persistent set stays persistent), so a tag outlives every member.
+const SET_ADD_LUA: &str = r"
+local existed = redis.call('EXISTS', KEYS[1])
+redis.call('SADD', KEYS[1], unpack(ARGV, 2))
+local ttl = tonumber(ARGV[1])
+if ttl < 0 then
+  redis.call('PERSIST', KEYS[1])
+  return 1
+end
+local current = redis.call('PTTL', KEYS[1])
+if existed == 0 or (current >= 0 and current < ttl) then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
+return 1
+";
+
 const UNLOCK_LUA: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end
 ";
@@ -103,6 +122,7 @@ struct Inner {
     command_timeout: Duration,
     incr_script: Script,
     unlock_script: Script,
+    set_add_script: Script,
 }
 
 impl Drop for Inner {
@@ -169,7 +189,7 @@ impl Default for RedisBackendBuilder {
             prefix: String::new(),
             cluster: None,
             // Retry forever: a cache that gave up reconnecting would silently stay a no-op until restart.
-            reconnect: ReconnectPolicy::new_exponential(0, 100, 2_000, 2),
+            reconnect: ReconnectPolicy::new_exponential(0, 100, 1_000, 2),
             clear_all: false,
             scan_count: DEFAULT_SCAN_COUNT,
         }
@@ -275,7 +295,7 @@ impl RedisBackendBuilder {
         self
     }
 
-    /// How to reconnect after a connection breaks (default: forever, exponential backoff 100 ms … 2 s).
+    /// How to reconnect after a connection breaks (default: forever, exponential backoff 100 ms … 1 s).
     ///
     /// # Example
     /// ```
@@ -349,7 +369,8 @@ impl RedisBackendBuilder {
                 return Err(SetupError::InvalidOption {
                     name: "urls".into(),
                     value: self.urls.join(","),
-                    reason: "several URLs need cluster mode (cluster(true) or redis-cluster://)".into(),
+                    reason: "several URLs need cluster mode (cluster(true) or redis-cluster://)"
+                        .into(),
                 });
             }
             _ => {}
@@ -423,6 +444,7 @@ impl RedisBackendBuilder {
                 command_timeout,
                 incr_script: Script::from_lua(INCR_LUA),
                 unlock_script: Script::from_lua(UNLOCK_LUA),
+                set_add_script: Script::from_lua(SET_ADD_LUA),
             }),
         })
     }
@@ -587,7 +609,10 @@ impl RedisBackend {
         }
         let groups = self.slot_groups(&keys);
         let requests = groups.into_iter().map(|group| {
-            let batch: Vec<Key> = group.into_iter().map(|(_, k)| Key::from(k.as_str())).collect();
+            let batch: Vec<Key> = group
+                .into_iter()
+                .map(|(_, k)| Key::from(k.as_str()))
+                .collect();
             async move { self.client().unlink::<u64, _>(batch).await }
         });
         let mut deleted = 0;
@@ -820,14 +845,18 @@ impl Backend for RedisBackend {
 
     async fn delete_match(&self, pattern: &str) -> Result<u64, BackendError> {
         // Delete page by page so memory stays bounded by one page whatever the key count.
-        self.scan_pages(pattern, |keys| self.unlink_full(keys)).await
+        self.scan_pages(pattern, |keys| self.unlink_full(keys))
+            .await
     }
 
     async fn scan(&self, pattern: &str) -> Result<Vec<String>, BackendError> {
         let mut found = Vec::new();
         let prefix_len = self.inner.prefix.len();
         self.scan_pages(pattern, |keys| {
-            found.extend(keys.into_iter().filter_map(|k| k.get(prefix_len..).map(str::to_owned)));
+            found.extend(
+                keys.into_iter()
+                    .filter_map(|k| k.get(prefix_len..).map(str::to_owned)),
+            );
             std::future::ready(Ok(0))
         })
         .await?;
@@ -887,11 +916,7 @@ impl Backend for RedisBackend {
     }
 
     async fn ping(&self) -> Result<(), BackendError> {
-        let _: Value = self
-            .client()
-            .ping(None)
-            .await
-            .map_err(|e| self.err(e))?;
+        let _: Value = self.client().ping(None).await.map_err(|e| self.err(e))?;
         Ok(())
     }
 
@@ -904,7 +929,11 @@ impl Backend for RedisBackend {
                 };
                 let _: Value = client
                     .custom(
-                        CustomCommand::new_static("FLUSHDB", fred::types::ClusterHash::Random, false),
+                        CustomCommand::new_static(
+                            "FLUSHDB",
+                            fred::types::ClusterHash::Random,
+                            false,
+                        ),
                         Vec::<Value>::new(),
                     )
                     .await
@@ -920,6 +949,42 @@ impl Backend for RedisBackend {
             ));
         }
         self.delete_match("*").await.map(|_| ())
+    }
+
+    async fn set_add(
+        &self,
+        key: &str,
+        members: &[&str],
+        ttl: Option<Duration>,
+    ) -> Result<(), BackendError> {
+        if members.is_empty() {
+            return Ok(());
+        }
+        let mut args = Vec::with_capacity(members.len() + 1);
+        args.push(Value::Integer(ttl.map_or(-1, millis)));
+        args.extend(members.iter().map(|m| Value::from(*m)));
+        let _: i64 = self
+            .run_script(&self.inner.set_add_script, self.full_key(key), args)
+            .await?;
+        Ok(())
+    }
+
+    async fn set_members(&self, key: &str) -> Result<Vec<String>, BackendError> {
+        self.client()
+            .smembers::<Vec<String>, _>(self.full_key(key))
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    async fn set_remove(&self, key: &str, members: &[&str]) -> Result<u64, BackendError> {
+        if members.is_empty() {
+            return Ok(0);
+        }
+        let members: Vec<Value> = members.iter().map(|m| Value::from(*m)).collect();
+        self.client()
+            .srem::<u64, _, _>(self.full_key(key), members)
+            .await
+            .map_err(|e| self.err(e))
     }
 
     fn name(&self) -> &'static str {
@@ -957,7 +1022,10 @@ mod tests {
             "WRONGTYPE Operation against a key holding the wrong kind of value",
         );
         assert!(matches!(map_error(&e, t), BackendError::WrongType(_)));
-        let e = FredError::new(ErrorKind::Unknown, "ERR value is not an integer or out of range");
+        let e = FredError::new(
+            ErrorKind::Unknown,
+            "ERR value is not an integer or out of range",
+        );
         assert!(matches!(map_error(&e, t), BackendError::WrongType(_)));
         let e = FredError::new(ErrorKind::IO, "connection refused");
         assert!(matches!(map_error(&e, t), BackendError::Connection(_)));
@@ -977,7 +1045,9 @@ mod tests {
 
     #[test]
     fn rediss_without_tls_feature_is_a_clear_error() {
-        let result = RedisBackend::builder().url("rediss://127.0.0.1:6380").fred_config();
+        let result = RedisBackend::builder()
+            .url("rediss://127.0.0.1:6380")
+            .fred_config();
         if cfg!(feature = "tls") {
             assert!(result.is_ok());
         } else {

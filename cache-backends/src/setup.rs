@@ -197,7 +197,9 @@ pub fn parse_url(url: &str) -> Result<CacheUrl, SetupError> {
     let backend = match scheme.as_str() {
         "mem" | "memory" => {
             if !authority.is_empty() || !path.is_empty() {
-                return Err(invalid("mem:// takes no host or path, only options: mem://?size=N"));
+                return Err(invalid(
+                    "mem:// takes no host or path, only options: mem://?size=N",
+                ));
             }
             let max_entries = take_parsed::<usize>(&mut options, "size")?;
             let max_bytes = take_parsed::<usize>(&mut options, "max_bytes")?;
@@ -225,7 +227,9 @@ pub fn parse_url(url: &str) -> Result<CacheUrl, SetupError> {
                 return Err(invalid("no host"));
             }
             if cluster && sentinel {
-                return Err(invalid("a deployment is either a cluster or behind sentinel"));
+                return Err(invalid(
+                    "a deployment is either a cluster or behind sentinel",
+                ));
             }
             let database = match path.trim_end_matches('/') {
                 "" => None,
@@ -243,7 +247,9 @@ pub fn parse_url(url: &str) -> Result<CacheUrl, SetupError> {
             }
             let sentinel_service = take_string(&mut options, "service_name");
             if sentinel && sentinel_service.is_none() {
-                return Err(invalid("redis+sentinel:// needs ?service_name=<primary name>"));
+                return Err(invalid(
+                    "redis+sentinel:// needs ?service_name=<primary name>",
+                ));
             }
             if !sentinel && sentinel_service.is_some() {
                 return Err(SetupError::UnknownOption {

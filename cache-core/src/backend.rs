@@ -132,9 +132,10 @@ pub trait Backend: Send + Sync + 'static {
     /// Removes every key this backend owns (a prefixed backend removes only its prefix).
     async fn clear(&self) -> Result<(), BackendError>;
 
-    /// Adds `members` to the set stored at `key` (the index behind tags), creating it if missing. With a `ttl`,
-    /// the set lives at least that long from now (its expiry is only ever extended); without one it keeps the
-    /// expiry it has.
+    /// Adds `members` to the set stored at `key` (the index behind tags), creating it if missing. With a `ttl`, a
+    /// new set expires after it and an existing one lives at least that long from now (expiry is only ever
+    /// extended; a persistent set stays persistent); without one the set becomes persistent. So a tag index
+    /// outlives every member registered under it.
     ///
     /// The default implementation reports [`BackendError::Unsupported`].
     async fn set_add(

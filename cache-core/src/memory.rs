@@ -494,22 +494,28 @@ impl Backend for MemoryBackend {
     ) -> Result<(), BackendError> {
         let now = Instant::now();
         let mut shard = self.shard(key).lock();
-        let (mut set, mut expires_at) = match shard.live(key, now).map(|e| e.expires_at) {
+        let existing = match shard.live(key, now).map(|e| e.expires_at) {
             Some(expires_at) => match shard.remove(key).map(|e| e.value) {
-                Some(Value::Set(set)) => (set, expires_at),
+                Some(Value::Set(set)) => Some((set, expires_at)),
                 Some(Value::Bytes(bytes)) => {
                     // Put the value back untouched before reporting the type clash.
                     shard.insert(key, Value::Bytes(bytes), expires_at, now);
                     return Err(wrong_type(key, "not a set"));
                 }
-                None => (HashSet::new(), None),
+                None => None,
             },
-            None => (HashSet::new(), None),
+            None => None,
+        };
+        let wanted = deadline(now, ttl);
+        let (mut set, expires_at) = match existing {
+            // No TTL: persistent. A new set takes the TTL; an existing one only ever lives longer, so a tag
+            // outlives every member registered under it.
+            None => (HashSet::new(), wanted),
+            Some((set, _)) if ttl.is_none() => (set, None),
+            Some((set, None)) => (set, None),
+            Some((set, Some(at))) => (set, wanted.map(|w| w.max(at))),
         };
         set.extend(members.iter().map(|m| (*m).to_owned()));
-        if let Some(wanted) = deadline(now, ttl) {
-            expires_at = Some(expires_at.map_or(wanted, |at| at.max(wanted)));
-        }
         shard.insert(key, Value::Set(set), expires_at, now);
         Ok(())
     }

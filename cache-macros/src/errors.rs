@@ -46,14 +46,20 @@ pub(crate) fn error_output(error: syn::Error, item: impl ToTokens) -> TokenStrea
 }
 
 /// A "did you mean `x`?" suffix for `name` among `candidates` (small edit distance), or an empty string.
-pub(crate) fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+pub(crate) fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> String {
     let best = candidates
         .into_iter()
         .map(|candidate| (edit_distance(name, candidate), candidate))
-        .filter(|(distance, candidate)| *distance <= (candidate.len().max(name.len()) / 3).max(1))
+        .filter(|(distance, candidate)| {
+            let len = candidate.len().max(name.len());
+            *distance <= if len <= 3 { 1 } else { (len / 3).max(2) }
+        })
         .min_by_key(|(distance, _)| *distance);
     match best {
-        Some((_, candidate)) => format!("; did you mean `{candidate}`?"),
+        Some((_, candidate)) => format!(" (did you mean `{candidate}`?)"),
         None => String::new(),
     }
 }
@@ -89,7 +95,14 @@ mod tests {
 
     #[test]
     fn suggestions() {
-        assert_eq!(did_you_mean("tll", ["ttl", "key"]), "; did you mean `ttl`?");
+        assert_eq!(
+            did_you_mean("tll", ["ttl", "key"]),
+            " (did you mean `ttl`?)"
+        );
+        assert_eq!(
+            did_you_mean("cahce", ["cache", "crate"]),
+            " (did you mean `cache`?)"
+        );
         assert_eq!(did_you_mean("zzzzzz", ["ttl", "key"]), "");
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(name_list(["a", "b"]), "`a`, `b`");

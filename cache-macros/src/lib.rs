@@ -1,1 +1,245 @@
+//! Attribute macros for `cache_core`: [`macro@cached`] and [`macro@invalidates`].
+//!
+//! This crate only parses, validates and expands; everything that runs lives in `cache_core::__private`
+//! (strategies, key rendering, the global cache). Use the macros through `cache_core`, which re-exports them:
+//! `use cache_core::{cached, invalidates};`.
+//!
+//! Modules, one concern each:
+//! - `attr`: the attribute arguments (`ttl = "3h"`, `skip(a)`, targets, ...) into typed options;
+//! - `ttl`: compile-time validation of TTL literals;
+//! - `template`: key templates (`"user:{user.id}:<id:hash>"`): parsing, name checks, rendering code;
+//! - `sig`: the annotated function's signature (receiver, arguments, patterns, return shape);
+//! - `expand_cached`, `expand_invalidates`: code generation;
+//! - `errors`: combining spanned errors, suggestions.
+
 extern crate proc_macro;
+
+mod attr;
+mod errors;
+mod expand_cached;
+mod expand_invalidates;
+mod sig;
+mod template;
+mod ttl;
+
+use proc_macro::TokenStream;
+use proc_macro2::Span;
+
+use crate::errors::{error_output, Errors};
+
+/// Where to report "this is not a function": the item's name or keyword.
+fn item_span(item: &syn::Item) -> Span {
+    use syn::spanned::Spanned;
+    match item {
+        syn::Item::Struct(item) => item.ident.span(),
+        syn::Item::Enum(item) => item.ident.span(),
+        syn::Item::Union(item) => item.ident.span(),
+        syn::Item::Trait(item) => item.ident.span(),
+        syn::Item::Type(item) => item.ident.span(),
+        syn::Item::Const(item) => item.ident.span(),
+        syn::Item::Static(item) => item.ident.span(),
+        syn::Item::Mod(item) => item.ident.span(),
+        syn::Item::Impl(item) => item.impl_token.span(),
+        other => other.span(),
+    }
+}
+
+/// Parses the annotated item as a function with a body, or explains what `macro_name` expects.
+fn parse_fn(item: proc_macro2::TokenStream, macro_name: &str) -> syn::Result<syn::ItemFn> {
+    let not_a_fn = |span| {
+        syn::Error::new(
+            span,
+            format!("`#[{macro_name}]` can only be applied to an `async fn`"),
+        )
+    };
+    // A trait method without a body (syn reads it as a verbatim item, or fails on it).
+    if let Ok(function) = syn::parse2::<syn::TraitItemFn>(item.clone()) {
+        if function.default.is_none() {
+            return Err(syn::Error::new_spanned(
+                function.sig.ident,
+                format!(
+                    "`#[{macro_name}]` needs a function body; put it on the method in the `impl`, not on the trait declaration"
+                ),
+            ));
+        }
+    }
+    match syn::parse2::<syn::Item>(item) {
+        Ok(syn::Item::Fn(function)) => Ok(function),
+        Ok(other) => Err(not_a_fn(item_span(&other))),
+        Err(_) => Err(not_a_fn(Span::call_site())),
+    }
+}
+
+/// Runs one macro: parse the options and the function (reporting both sets of errors), then expand. On error the
+/// function is emitted unchanged next to the errors.
+fn run<O: syn::parse::Parse>(
+    attr: TokenStream,
+    item: TokenStream,
+    macro_name: &str,
+    expand: fn(O, syn::ItemFn) -> syn::Result<proc_macro2::TokenStream>,
+) -> TokenStream {
+    let item = proc_macro2::TokenStream::from(item);
+    let mut errors = Errors::default();
+    let options = errors.ok(syn::parse::<O>(attr));
+    let function = errors.ok(parse_fn(item.clone(), macro_name));
+    let result = match (options, function) {
+        (Some(options), Some(function)) => expand(options, function),
+        _ => errors.finish().map(|()| proc_macro2::TokenStream::new()),
+    };
+    match result {
+        Ok(tokens) => tokens.into(),
+        Err(error) => error_output(error, item).into(),
+    }
+}
+
+/// Caches the result of an `async fn`.
+///
+/// ```ignore
+/// use cache_core::cached;
+///
+/// #[cached(ttl = "3h", key = "user:{user.id}:{account_id}")]
+/// async fn get_user_account(user: &User, account_id: u64) -> Result<Account, DbError> {
+///     db::load_account(user.id, account_id).await
+/// }
+/// ```
+///
+/// The first call runs the body and stores the result; later calls with the same key get the stored value
+/// until it expires. Backend failures never reach the caller (the body runs instead, the error is logged), except
+/// with `strict = true`.
+///
+/// # Where it goes
+///
+/// On an `async fn` with a body: free functions, methods (`&self`, `&mut self`, `self`, `self: Arc<Self>`),
+/// associated functions, generic functions, reference and `impl Trait` arguments and destructuring patterns
+/// (`(a, b): (u32, u32)`; the bound names `a` and `b` are what the key sees). Not on `const`, `unsafe` or
+/// `extern` functions, and not on functions returning `impl Trait`. The result type must be `Serialize +
+/// DeserializeOwned` (for a `Result`: its `Ok` type).
+///
+/// # Options
+///
+/// | option | meaning |
+/// |---|---|
+/// | `ttl = "1h30m"` | how long an entry lives: a [humantime](https://docs.rs/humantime) string (`"90s"`, `"500ms"`, `"3h"`), checked at compile time; integer seconds (`ttl = 60`); or any expression of a type implementing `IntoTtl` (`Duration`, `Option<Duration>`, integer seconds), evaluated on every call. Without `ttl` entries never expire (they are still evicted by a bounded backend). Zero is an error. |
+/// | `key = "user:{id}"` | a key template, see below. Without it the default key is used. |
+/// | `prefix = "users"` | puts `users:` in front of the key (default or template). |
+/// | `skip(a, b)` | leaves arguments out of the default key (for connections, clients, loggers, ...). |
+/// | `cache = EXPR` | the cache to use instead of the global one: anything that derefs to `&Cache`, e.g. a `static LazyLock<Cache>`, an `Arc<Cache>`, a `Cache`, or `self.cache` in a method. Evaluated on every call. |
+/// | `condition = path` | `fn(&Out) -> bool` (a function path or a non-capturing closure) deciding whether a result is stored, e.g. `cache_core::conditions::not_none`. |
+/// | `cache_err = true` | for `Result`: store `Err` too (both types must be serializable). |
+/// | `strict = true` | for `Result`: backend errors are returned as `Err(E::from(CacheError))` instead of failing open; `E: From<CacheError>` is required. Stores `Ok` only. |
+/// | `result = true/false` | says whether the return type is a `Result` when the syntax can't tell (a type alias not named `Result`). |
+/// | `companions = false` | generates no companion functions (needed in trait impls, where extra methods are not allowed). |
+/// | `in_impl = true` | says that a function without `self` and without `Self` in its signature is an associated function (inside an `impl` block). |
+/// | `crate = path` | where `cache_core` is, for renamed dependencies (default `::cache_core`). |
+///
+/// Boolean options may be written as bare flags (`#[cached(strict)]`).
+///
+/// What is stored depends on the return type, read syntactically: a type whose last path segment is `Result`
+/// (`Result<T, E>`, `io::Result<T>`, `anyhow::Result<T>`) caches `Ok` only; everything else, including `Option`
+/// (where `None` is cached too unless a `condition` says otherwise), is stored whole.
+///
+/// # Keys
+///
+/// The **default key** is the module path, the function name and every argument not skipped:
+/// `my_app::users:get_user:id=42:name=bob`. For associated functions and methods the module path is replaced by
+/// the path of the `Self` type (from `std::any::type_name`), so two impls in one module never share entries:
+/// `my_app::users::UserRepo:get:id=42`. `self` itself is never part of the key. Argument values are rendered
+/// through `cache_core::KeyArg` and escaped, so `("a:b", "c")` and `("a", "b:c")` give different keys and no
+/// value can contain a glob character. An argument type without `KeyArg` is a compile error at that argument:
+/// implement `KeyArg`, `skip` it, or name some of its fields in a template.
+///
+/// A **key template** is literal text with placeholders, written `{expr}` or `<expr>`:
+///
+/// ```ignore
+/// #[cached(key = "user:{user.id}:{account_id}")]          // field paths
+/// #[cached(key = "user:<user.name().len()>:<account_id>")] // the other spelling, zero-argument methods
+/// #[cached(key = "search:{query:lower}:{filters:hash}")]   // format specs
+/// #[cached(key = "tenant:{self.tenant}:{id}")]             // `self` fields, in methods
+/// ```
+///
+/// `expr` starts with an argument name (or `self`), followed by fields (`user.id`, `pair.0`) and method calls
+/// without arguments (`user.name()`). The optional spec is `:hash` (a stable hash of the value), `:lower`,
+/// `:upper` or `:len`. `{{`, `}}`, `<<` and `>>` are literal braces. Unknown names, bad specs and unclosed
+/// placeholders are compile errors. A template that mentions `self` makes the key-level companions take `&self`.
+///
+/// # Companion functions
+///
+/// Next to `NAME`, with the same visibility (as sibling associated functions for methods):
+///
+/// | companion | what it does |
+/// |---|---|
+/// | `NAME_key(args) -> String` | the key for these arguments |
+/// | `NAME_invalidate(args)` → `bool` | removes the entry for these arguments; the key is computed on the call and the returned `impl Future + Send + 'static` borrows nothing |
+/// | `NAME_invalidate_all()` → `u64` | removes every entry of the function (a glob: `module::path:NAME:*`, or the template with each placeholder as `*`) |
+/// | `async NAME_refresh(receiver, args) -> Out` | runs the body and stores the result, without reading the cache |
+/// | `async NAME_set(args, value: &Stored) -> Result<(), CacheError>` | stores a value as if the body had returned it (`Stored` is the `Ok` type for `Result`s, the output otherwise) |
+/// | `async NAME_peek(args) -> Option<Stored>` | the cached value, if any; never runs the body |
+/// | `async NAME_uncached(receiver, args) -> Out` | the original body, bypassing the cache |
+///
+/// In methods, `_key`, `_invalidate`, `_invalidate_all`, `_set` and `_peek` take `&self` only when the `cache`
+/// expression or the key template mentions `self`; otherwise they are called as `Self::NAME_key(..)`.
+/// `_refresh` and `_uncached` take the original receiver.
+///
+/// ```ignore
+/// let key = get_user_key(7);                          // "my_app:get_user:id=7"
+/// get_user_set(7, &User { id: 7, name: "bob".into() }).await?;
+/// assert_eq!(get_user_peek(7).await.map(|u| u.id), Some(7));
+/// get_user_invalidate(7).await;
+/// get_user_invalidate_all().await;
+/// ```
+///
+/// # Expansion
+///
+/// ```ignore
+/// async fn NAME(args) -> Out {
+///     let cache = /* cache = EXPR, or global() */;
+///     let key = /* rendered with cache_core::__private::KeyBuilder */;
+///     cache_core::__private::cached(Shape, &cache, key, ttl, condition, NAME_uncached(args)).await
+/// }
+/// async fn NAME_uncached(args) -> Out { /* the original body */ }
+/// // + the other companions
+/// ```
+///
+/// Associated functions without `self` and without `Self` in their signature can't be told apart from free
+/// functions syntactically: mark them `in_impl = true`. In trait impls use `companions = false`; the body then
+/// stays inside `NAME`.
+#[proc_macro_attribute]
+pub fn cached(attr: TokenStream, item: TokenStream) -> TokenStream {
+    run(attr, item, "cached", expand_cached::expand)
+}
+
+/// Removes cache entries after an `async fn` succeeded.
+///
+/// ```ignore
+/// use cache_core::invalidates;
+///
+/// #[invalidates(get_user_account(&user, account_id), list_accounts(..), "search:*")]
+/// async fn rename_account(user: &User, account_id: u64, name: &str) -> Result<(), DbError> {
+///     db::rename(user.id, account_id, name).await
+/// }
+/// ```
+///
+/// After the body returns `Ok` (for any return type that isn't a `Result`: after it returns), every target is
+/// invalidated, in order. Targets are written in terms of the annotated function's arguments:
+///
+/// | target | removes |
+/// |---|---|
+/// | `get_user(&user, id)` | the entry `get_user(&user, id)` would use (calls `get_user_invalidate(&user, id)`) |
+/// | `Self::get_user(id)`, `self.get_user(id)`, `users::get_user(id)` | the same for methods and paths (the last segment or the method gets `_invalidate`) |
+/// | `get_user(..)` | every entry of `get_user` (calls `get_user_invalidate_all()`) |
+/// | `"user:{id}:*"` | every key matching the glob pattern: literal text is kept as is (so `*`, `?` and `[..]` are wildcards) and placeholders are the escaped argument values, as in `#[cached]` key templates |
+///
+/// The targets are evaluated **before** the body runs (the key of each entry is rendered then), so the body may
+/// consume the arguments; the deletions happen after it. An argument the body needs by value must be cloned in
+/// the target: `get_user(name.clone())`. Invalidation is fail-open: a backend error is logged, never returned.
+///
+/// Options: `cache = EXPR` (the cache for pattern targets; default the global cache — function targets use the
+/// cache of their own `#[cached]`), `result = true/false` (whether the return type is a `Result`, when the
+/// syntax can't tell) and `crate = path`.
+///
+/// The method form `self.get_user(id)` requires the companion to take `&self` (its `cache` or key mentions
+/// `self`); otherwise write `Self::get_user(id)`.
+#[proc_macro_attribute]
+pub fn invalidates(attr: TokenStream, item: TokenStream) -> TokenStream {
+    run(attr, item, "invalidates", expand_invalidates::expand)
+}

@@ -1,0 +1,720 @@
+//! Code generation for `#[cached]`.
+//!
+//! The annotated `async fn NAME` keeps its signature and attributes; its body moves into the companion
+//! `NAME_uncached` and `NAME` becomes: render the key (borrowing the arguments), then
+//! `__private::cached(shape, &cache, key, ttl, condition, NAME_uncached(args)).await`. The other companions
+//! (`_key`, `_invalidate`, `_invalidate_all`, `_refresh`, `_set`, `_peek`) are small wrappers around the same key
+//! rendering. With `companions = false` (trait impls) the body stays inline as an `async move` block instead.
+
+use proc_macro2::{Delimiter, Group, Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::ext::IdentExt;
+use syn::spanned::Spanned;
+use syn::{Attribute, FnArg, Generics, Ident, ItemFn, Path, ReturnType, Signature, Type};
+
+use crate::attr::CachedOptions;
+use crate::errors::{name_list, Errors};
+use crate::sig::{self, mentions_ident, SigInfo};
+use crate::template::Template;
+
+/// Checks the parts of a signature neither macro supports.
+pub(crate) fn check_signature(sig: &Signature, macro_name: &str, errors: &mut Errors) {
+    if sig.asyncness.is_none() {
+        errors.push(syn::Error::new(
+            sig.fn_token.span,
+            format!("`#[{macro_name}]` can only be applied to an `async fn`"),
+        ));
+    }
+    if let Some(constness) = &sig.constness {
+        errors.push(syn::Error::new(
+            constness.span,
+            format!("`#[{macro_name}]` can't be applied to a `const fn`"),
+        ));
+    }
+    if let Some(unsafety) = &sig.unsafety {
+        errors.push(syn::Error::new(
+            unsafety.span,
+            format!("`#[{macro_name}]` can't be applied to an `unsafe fn`"),
+        ));
+    }
+    if let Some(abi) = &sig.abi {
+        errors.push(syn::Error::new_spanned(
+            abi,
+            format!("`#[{macro_name}]` can't be applied to an `extern` function"),
+        ));
+    }
+}
+
+/// Attributes that must follow the function onto its companions: conditional compilation, lint levels and
+/// `#[doc(hidden)]`.
+pub(crate) fn forwarded_attrs(attrs: &[Attribute]) -> Vec<&Attribute> {
+    attrs
+        .iter()
+        .filter(|attr| {
+            let path = attr.path();
+            ["cfg", "allow", "warn", "deny", "forbid", "expect"].iter().any(|name| path.is_ident(name))
+                || (path.is_ident("doc")
+                    && matches!(&attr.meta, syn::Meta::List(list) if mentions_ident(list.tokens.clone(), "hidden")))
+        })
+        .collect()
+}
+
+/// Everything the generators share.
+struct Ctx<'a> {
+    options: &'a CachedOptions,
+    item: &'a ItemFn,
+    info: SigInfo,
+    krate: &'a Path,
+    /// `krate` spanned at the return type, for calls whose errors are about the output type.
+    krate_out: TokenStream,
+    name: &'a Ident,
+    /// Whether this is an associated function (`Self::` paths, `type_name::<Self>()` in the default key).
+    in_impl: bool,
+    /// Whether the non-body companions take `&self`.
+    companion_receiver: bool,
+    template: Option<Template>,
+    shape: TokenStream,
+    out: Type,
+}
+
+/// The `#[cached]` entry point.
+pub(crate) fn expand(options: CachedOptions, item: ItemFn) -> syn::Result<TokenStream> {
+    let mut errors = Errors::default();
+    check_signature(&item.sig, "cached", &mut errors);
+    let Some(info) = errors.ok(sig::analyze(&item.sig)) else {
+        // `errors` holds the analysis error, so this is always `Err`.
+        return errors.finish().map(|()| TokenStream::new());
+    };
+    let name = &item.sig.ident;
+    if let ReturnType::Type(_, ty) = &item.sig.output {
+        if matches!(**ty, Type::ImplTrait(_)) {
+            errors.push(syn::Error::new_spanned(
+                ty,
+                "a cached function can't return `impl Trait`: the cache needs a concrete type to store",
+            ));
+        }
+    }
+
+    let returns_result = options
+        .result
+        .map_or(info.returns_result, |(value, _)| value);
+    let result_hint = "add `result = true` if the return type is an alias of `Result`";
+    if let Some((true, span)) = options.cache_err {
+        if !returns_result {
+            errors.push(syn::Error::new(
+                span,
+                format!("`cache_err` only applies to functions returning `Result`; {result_hint}"),
+            ));
+        }
+    }
+    if let Some((true, span)) = options.strict {
+        if !returns_result {
+            errors.push(syn::Error::new(
+                span,
+                format!("`strict` only applies to functions returning `Result`; {result_hint}"),
+            ));
+        }
+    }
+
+    let names = info.binding_names();
+    let no_self = format!(
+        "`self` is not available in this key: `{}` has no `self` receiver",
+        name.unraw()
+    );
+    let self_error = info.receiver.is_none().then_some(no_self.as_str());
+    let template = match &options.key {
+        Some(lit) => match Template::parse(lit) {
+            Ok(template) => {
+                errors.ok(template.check_names(&names, self_error));
+                Some(template)
+            }
+            Err(error) => {
+                errors.push(error);
+                None
+            }
+        },
+        None => None,
+    };
+    for skipped in &options.skip {
+        let skipped_name = skipped.unraw().to_string();
+        if !names.contains(&skipped_name) {
+            errors.push(syn::Error::new(
+                skipped.span(),
+                format!(
+                    "`skip` names an unknown argument `{skipped_name}`{}; the arguments are {}",
+                    crate::errors::did_you_mean(&skipped_name, names.iter().map(String::as_str)),
+                    name_list(names.iter().map(String::as_str))
+                ),
+            ));
+        }
+    }
+    let cache_uses_self = options
+        .cache
+        .as_ref()
+        .is_some_and(|cache| mentions_ident(quote!(#cache), "self"));
+    if cache_uses_self && info.receiver.is_none() {
+        if let Some(cache) = &options.cache {
+            errors.push(syn::Error::new_spanned(
+                cache,
+                format!(
+                    "`cache` uses `self`, but `{}` has no `self` receiver",
+                    name.unraw()
+                ),
+            ));
+        }
+    }
+    errors.finish()?;
+
+    let krate = &options.krate;
+    let strict = options.strict.is_some_and(|(value, _)| value);
+    let cache_err = options.cache_err.is_some_and(|(value, _)| value);
+    let shape_name = if strict {
+        "StrictOk"
+    } else if returns_result && !cache_err {
+        "OkOnly"
+    } else {
+        "Plain"
+    };
+    // Spanned at the return type: an output that can't be stored is reported there.
+    let out_span = match &item.sig.output {
+        ReturnType::Type(_, ty) => ty.span(),
+        ReturnType::Default => item.sig.ident.span(),
+    };
+    let shape_ident = Ident::new(shape_name, out_span);
+    let krate_out = crate::template::respan(quote!(#krate), out_span);
+    let shape = quote_spanned!(out_span=> #krate_out::__private::#shape_ident);
+    let companion_receiver = options.companions
+        && (cache_uses_self || template.as_ref().is_some_and(Template::mentions_self));
+    let ctx = Ctx {
+        options: &options,
+        item: &item,
+        in_impl: options.in_impl || info.receiver.is_some() || info.mentions_self_type,
+        out: info.out.clone(),
+        info,
+        krate,
+        krate_out,
+        name,
+        companion_receiver,
+        template,
+        shape,
+    };
+    Ok(if options.companions {
+        ctx.with_companions()
+    } else {
+        ctx.inline()
+    })
+}
+
+/// How a companion's signature differs from the original one.
+struct SigSpec {
+    name: Ident,
+    is_async: bool,
+    /// The receiver to declare (none: an associated function).
+    receiver: Option<FnArg>,
+    /// An argument after the function's own (`value` of `_set`).
+    extra: Option<FnArg>,
+    /// Whether the function's arguments are declared.
+    with_args: bool,
+    output: ReturnType,
+    /// Replacement generics (`_invalidate_all` drops them).
+    generics: Option<Generics>,
+}
+
+/// `__name` with mixed-site hygiene: invisible to the user's code and unable to shadow it.
+fn local(name: &str) -> Ident {
+    Ident::new(name, Span::mixed_site())
+}
+
+impl Ctx<'_> {
+    fn name_str(&self) -> String {
+        self.name.unraw().to_string()
+    }
+
+    fn companion_name(&self, suffix: &str) -> Ident {
+        format_ident!("{}_{}", self.name_str(), suffix, span = self.name.span())
+    }
+
+    /// An intra-doc link to the cached function.
+    fn link(&self) -> String {
+        if self.in_impl {
+            format!("[`Self::{}`]", self.name_str())
+        } else {
+            format!("[`{}`]", self.name_str())
+        }
+    }
+
+    /// An owned `Cache` for this call: `cache = EXPR` or the global one.
+    fn cache(&self) -> TokenStream {
+        let krate = self.krate;
+        match &self.options.cache {
+            Some(expr) => {
+                let c = local("__c");
+                quote_spanned! {expr.span()=>
+                    {
+                        let #c: &#krate::__private::Cache = &(#expr);
+                        ::core::clone::Clone::clone(#c)
+                    }
+                }
+            }
+            None => quote!(#krate::__private::global()),
+        }
+    }
+
+    fn ttl(&self) -> TokenStream {
+        crate::ttl::to_tokens(self.options.ttl.as_ref(), self.krate)
+    }
+
+    fn condition(&self) -> TokenStream {
+        let krate = self.krate;
+        let out = &self.out;
+        match &self.options.condition {
+            Some(expr) => {
+                let condition = local("__condition");
+                let ty = quote_spanned!(expr.span()=> fn(&#out) -> bool);
+                quote!({
+                    let #condition: #ty = #expr;
+                    #krate::__private::Option::Some(#condition)
+                })
+            }
+            None => quote!(#krate::__private::Option::None),
+        }
+    }
+
+    /// The header of the default key: `module::path:NAME` or `Type::path:NAME` for associated functions.
+    fn default_header(&self, kb: &Ident, glob: bool) -> TokenStream {
+        let method = if glob {
+            quote!(glob_literal)
+        } else {
+            quote!(literal)
+        };
+        let base = if self.in_impl {
+            quote!(::core::any::type_name::<Self>())
+        } else {
+            quote!(::core::module_path!())
+        };
+        let name = format!(":{}", self.name_str());
+        quote!(#kb.#method(#base); #kb.#method(#name);)
+    }
+
+    /// The default key's arguments (every binding not skipped).
+    fn key_bindings(&self) -> Vec<&Ident> {
+        let skipped: Vec<String> = self
+            .options
+            .skip
+            .iter()
+            .map(|s| s.unraw().to_string())
+            .collect();
+        self.info
+            .args
+            .iter()
+            .flat_map(|arg| arg.bindings.iter())
+            .filter(|binding| !skipped.contains(&binding.unraw().to_string()))
+            .collect()
+    }
+
+    /// Statements rendering the key into the builder `kb`.
+    fn key_statements(&self, kb: &Ident) -> TokenStream {
+        let mut out = TokenStream::new();
+        if let Some(prefix) = &self.options.prefix {
+            let text = format!("{}:", prefix.value());
+            out.extend(quote!(#kb.literal(#text);));
+        }
+        match &self.template {
+            Some(template) => out.extend(template.render(kb, self.krate)),
+            None => {
+                out.extend(self.default_header(kb, false));
+                for binding in self.key_bindings() {
+                    let label = format!(":{}=", binding.unraw());
+                    let span = binding.span();
+                    let spanned_kb =
+                        Ident::new(&kb.to_string(), Span::mixed_site().located_at(span));
+                    out.extend(quote!(#kb.literal(#label);));
+                    out.extend(quote_spanned!(span=> #spanned_kb.value(&#binding);));
+                }
+            }
+        }
+        out
+    }
+
+    /// A block evaluating to the key `String`; `destructure` binds pattern arguments first.
+    fn key_block(&self, destructure: bool) -> TokenStream {
+        let krate = self.krate;
+        let kb = local("__kb");
+        let bind = if destructure {
+            self.info.destructure()
+        } else {
+            TokenStream::new()
+        };
+        let statements = self.key_statements(&kb);
+        quote!({
+            #bind
+            let mut #kb = #krate::__private::KeyBuilder::new();
+            #statements
+            #kb.finish()
+        })
+    }
+
+    /// A block evaluating to the glob pattern matching every key of this function.
+    fn pattern_block(&self) -> TokenStream {
+        let krate = self.krate;
+        let kb = local("__kb");
+        let mut statements = TokenStream::new();
+        if let Some(prefix) = &self.options.prefix {
+            let text = format!("{}:", prefix.value());
+            statements.extend(quote!(#kb.glob_literal(#text);));
+        }
+        match &self.template {
+            Some(template) => statements.extend(template.render_wildcards(&kb)),
+            None => {
+                statements.extend(self.default_header(&kb, true));
+                if !self.key_bindings().is_empty() {
+                    statements.extend(quote!(#kb.glob_literal(":"); #kb.wildcard();));
+                }
+            }
+        }
+        quote!({
+            let mut #kb = #krate::__private::KeyBuilder::new();
+            #statements
+            #kb.finish()
+        })
+    }
+
+    /// Where to report problems with the output type: the declared return type, or the signature.
+    fn out_span(&self) -> Span {
+        match &self.item.sig.output {
+            ReturnType::Type(_, ty) => ty.span(),
+            ReturnType::Default => self.item.sig.ident.span(),
+        }
+    }
+
+    /// `<Shape as Shape<Out>>::Stored`.
+    fn stored(&self) -> TokenStream {
+        let shape = &self.shape;
+        let out = &self.out;
+        let krate_out = &self.krate_out;
+        quote_spanned!(self.out_span()=> <#shape as #krate_out::__private::Shape<#out>>::Stored)
+    }
+
+    /// The call of the body: `Self::NAME_uncached(self, args)` or `NAME_uncached(args)`.
+    fn uncached_call(&self) -> TokenStream {
+        let uncached = self.companion_name("uncached");
+        let turbofish = sig::turbofish(&self.item.sig, &self.info);
+        let args = self.info.call_args();
+        let receiver = self.info.self_token().map(|token| quote!(#token,));
+        if self.in_impl {
+            quote!(Self::#uncached #turbofish(#receiver #args))
+        } else {
+            quote!(#uncached #turbofish(#args))
+        }
+    }
+
+    /// The body of `NAME` / `NAME_refresh`: the strategy call around `body`.
+    fn strategy_body(&self, strategy: &str, body: TokenStream, destructure: bool) -> TokenStream {
+        let krate = self.krate;
+        let strategy = Ident::new(strategy, Span::call_site());
+        let (cache, key, ttl, condition) = (
+            local("__cache"),
+            local("__key"),
+            local("__ttl"),
+            local("__condition"),
+        );
+        let cache_value = self.cache();
+        let key_value = self.key_block(destructure);
+        let ttl_value = self.ttl();
+        let condition_value = self.condition();
+        let shape = &self.shape;
+        // The strategy path carries the return type's span: an output that can't be stored is reported there.
+        let krate_out = &self.krate_out;
+        let strategy_call = quote_spanned! {self.out_span()=>
+            #krate_out::__private::#strategy(#shape, &#cache, #key, #ttl, #condition, #body).await
+        };
+        let statements = quote! {
+            let #cache: #krate::__private::Cache = #cache_value;
+            let #key: #krate::__private::String = #key_value;
+            let #ttl: #krate::__private::Option<#krate::__private::Duration> = #ttl_value;
+            let #condition = #condition_value;
+            #strategy_call
+        };
+        // The body block too: the async fn's future is checked at its span.
+        let mut block = Group::new(Delimiter::Brace, statements);
+        block.set_span(self.out_span());
+        quote!(#block)
+    }
+
+    /// A companion signature: the original one changed as `spec` says.
+    fn signature(&self, spec: SigSpec) -> Signature {
+        let SigSpec {
+            name,
+            is_async,
+            receiver,
+            extra,
+            with_args,
+            output,
+            generics,
+        } = spec;
+        let mut sig = self.item.sig.clone();
+        sig.ident = name;
+        if !is_async {
+            sig.asyncness = None;
+        }
+        sig.inputs = receiver.into_iter().collect();
+        if with_args {
+            sig.inputs.extend(self.info.wrapper_args());
+        }
+        sig.inputs.extend(extra);
+        sig.output = output;
+        if let Some(generics) = generics {
+            sig.generics = generics;
+        }
+        sig
+    }
+
+    /// The receiver of the cached function as wrappers declare it.
+    fn wrapper_receiver(&self) -> Option<FnArg> {
+        self.info.wrapper_receiver().map(FnArg::Receiver)
+    }
+
+    /// `&self` for the key-level companions when the key or cache needs it.
+    fn companion_receiver(&self) -> Option<FnArg> {
+        let token = self.info.self_token()?;
+        self.companion_receiver.then(|| syn::parse_quote!(&#token))
+    }
+
+    /// `NAME` with companions.
+    fn with_companions(&self) -> TokenStream {
+        let krate = self.krate;
+        let krate_out = &self.krate_out;
+        let item = self.item;
+        let vis = &item.vis;
+        let attrs = &item.attrs;
+        let forwarded = forwarded_attrs(attrs);
+        let link = self.link();
+        let allow = quote!(#[allow(dead_code, unused_variables, clippy::too_many_arguments)]);
+        let out = &self.out;
+        let stored = self.stored();
+        let shape = &self.shape;
+        let (cache, key, ttl) = (local("__cache"), local("__key"), local("__ttl"));
+        let output =
+            |ty: TokenStream| -> ReturnType { syn::parse_quote_spanned!(self.out_span()=> -> #ty) };
+
+        // NAME itself.
+        let wrapper_sig = self.signature(SigSpec {
+            name: self.name.clone(),
+            is_async: true,
+            receiver: self.wrapper_receiver(),
+            extra: None,
+            with_args: true,
+            output: item.sig.output.clone(),
+            generics: None,
+        });
+        let wrapper_body = self.strategy_body("cached", self.uncached_call(), true);
+
+        // NAME_uncached: the original body.
+        let mut uncached_sig = item.sig.clone();
+        uncached_sig.ident = self.companion_name("uncached");
+        let block = &item.block;
+        let uncached_doc = format!(
+            "Runs the body of {link} directly, bypassing the cache: nothing is read or stored. Generated by `#[cached]`."
+        );
+
+        // NAME_refresh.
+        let refresh_sig = self.signature(SigSpec {
+            name: self.companion_name("refresh"),
+            is_async: true,
+            receiver: self.wrapper_receiver(),
+            extra: None,
+            with_args: true,
+            output: item.sig.output.clone(),
+            generics: None,
+        });
+        let refresh_body = self.strategy_body("refresh", self.uncached_call(), true);
+        let refresh_doc = format!(
+            "Runs the body of {link} and stores its result (when it is cacheable) under the same key, replacing any cached value; the cache is not read."
+        );
+
+        // NAME_key.
+        let key_sig = self.signature(SigSpec {
+            name: self.companion_name("key"),
+            is_async: false,
+            receiver: self.companion_receiver(),
+            extra: None,
+            with_args: true,
+            output: output(quote!(#krate::__private::String)),
+            generics: None,
+        });
+        let key_block = self.key_block(true);
+        let key_doc = format!("Returns the cache key {link} uses for these arguments.");
+
+        // NAME_invalidate.
+        let invalidate_sig = self.signature(SigSpec {
+            name: self.companion_name("invalidate"),
+            is_async: false,
+            receiver: self.companion_receiver(),
+            extra: None,
+            with_args: true,
+            output: output(quote!(
+                impl ::core::future::Future<Output = bool> + ::core::marker::Send + 'static
+            )),
+            generics: None,
+        });
+        let cache_value = self.cache();
+        let invalidate_doc = format!(
+            "Removes the cached result of {link} for these arguments; resolves to `true` if an entry was removed.\n\n\
+             The key is computed when this function is called, so the returned future borrows nothing."
+        );
+
+        // NAME_invalidate_all.
+        let generic_names: Vec<String> = item
+            .sig
+            .generics
+            .params
+            .iter()
+            .filter_map(|param| match param {
+                syn::GenericParam::Type(ty) => Some(ty.ident.to_string()),
+                syn::GenericParam::Const(konst) => Some(konst.ident.to_string()),
+                syn::GenericParam::Lifetime(_) => None,
+            })
+            .collect();
+        let cache_tokens = self
+            .options
+            .cache
+            .as_ref()
+            .map(|cache| quote!(#cache))
+            .unwrap_or_default();
+        let keep_generics = generic_names
+            .iter()
+            .any(|name| mentions_ident(cache_tokens.clone(), name));
+        let invalidate_all_sig = self.signature(SigSpec {
+            name: self.companion_name("invalidate_all"),
+            is_async: false,
+            receiver: self.companion_receiver(),
+            extra: None,
+            with_args: false,
+            output: output(quote!(
+                impl ::core::future::Future<Output = u64> + ::core::marker::Send + 'static
+            )),
+            generics: (!keep_generics).then(Generics::default),
+        });
+        let pattern_block = self.pattern_block();
+        let pattern = local("__pattern");
+        let invalidate_all_doc = format!(
+            "Removes every cached result of {link} (all argument values); resolves to the number of removed entries."
+        );
+
+        // NAME_set.
+        let used: Vec<String> = self.info.binding_names();
+        let value = if used.iter().any(|name| name == "value") {
+            format_ident!("cached_value")
+        } else {
+            format_ident!("value")
+        };
+        let set_sig = self.signature(SigSpec {
+            name: self.companion_name("set"),
+            is_async: true,
+            receiver: self.companion_receiver(),
+            extra: Some(syn::parse_quote_spanned!(self.out_span()=> #value: &#stored)),
+            with_args: true,
+            output: output(quote!(#krate::__private::Result<(), #krate::__private::CacheError>)),
+            generics: None,
+        });
+        let set_doc = format!(
+            "Stores `{value}` as the cached result of {link} for these arguments, with the same TTL. Fails only if \
+             the backend does."
+        );
+
+        // NAME_peek.
+        let peek_sig = self.signature(SigSpec {
+            name: self.companion_name("peek"),
+            is_async: true,
+            receiver: self.companion_receiver(),
+            extra: None,
+            with_args: true,
+            output: output(
+                quote_spanned!(self.out_span()=> #krate_out::__private::Option<#stored>),
+            ),
+            generics: None,
+        });
+        let peek_doc = format!(
+            "Returns the cached result of {link} for these arguments without running the body; `None` on a miss."
+        );
+
+        let ttl_value = self.ttl();
+        let store_call = quote_spanned! {self.out_span()=>
+            #krate_out::__private::store::<_, #out>(#shape, &#cache, &#key, #ttl, #value).await
+        };
+        let peek_call = quote_spanned! {self.out_span()=>
+            #krate_out::__private::peek::<_, #out>(#shape, &#cache, &#key).await
+        };
+        quote! {
+            #(#attrs)*
+            #vis #wrapper_sig #wrapper_body
+
+            #[doc = #uncached_doc]
+            #(#forwarded)*
+            #allow
+            #vis #uncached_sig #block
+
+            #[doc = #refresh_doc]
+            #(#forwarded)*
+            #allow
+            #vis #refresh_sig #refresh_body
+
+            #[doc = #key_doc]
+            #(#forwarded)*
+            #allow
+            #[must_use]
+            #vis #key_sig #key_block
+
+            #[doc = #invalidate_doc]
+            #(#forwarded)*
+            #allow
+            #vis #invalidate_sig {
+                let #cache: #krate::__private::Cache = #cache_value;
+                let #key: #krate::__private::String = #key_block;
+                async move { #krate::__private::invalidate(&#cache, &#key).await }
+            }
+
+            #[doc = #invalidate_all_doc]
+            #(#forwarded)*
+            #allow
+            #vis #invalidate_all_sig {
+                let #cache: #krate::__private::Cache = #cache_value;
+                let #pattern: #krate::__private::String = #pattern_block;
+                async move { #krate::__private::invalidate_matching(&#cache, &#pattern).await }
+            }
+
+            #[doc = #set_doc]
+            #(#forwarded)*
+            #allow
+            #vis #set_sig {
+                let #cache: #krate::__private::Cache = #cache_value;
+                let #key: #krate::__private::String = #key_block;
+                let #ttl: #krate::__private::Option<#krate::__private::Duration> = #ttl_value;
+                #store_call
+            }
+
+            #[doc = #peek_doc]
+            #(#forwarded)*
+            #allow
+            #vis #peek_sig {
+                let #cache: #krate::__private::Cache = #cache_value;
+                let #key: #krate::__private::String = #key_block;
+                #peek_call
+            }
+        }
+    }
+
+    /// `companions = false`: the body stays in `NAME` as an `async move` block.
+    fn inline(&self) -> TokenStream {
+        let item = self.item;
+        let attrs = &item.attrs;
+        let vis = &item.vis;
+        let sig = &item.sig;
+        let block = &item.block;
+        let body = self.strategy_body("cached", quote!(async move #block), false);
+        quote! {
+            #(#attrs)*
+            #vis #sig #body
+        }
+    }
+}

@@ -1,0 +1,12 @@
+use cache_core::cached;
+
+struct Repo;
+
+impl Repo {
+    #[cached]
+    async fn count(shard: u32) -> u64 {
+        u64::from(shard)
+    }
+}
+
+fn main() {}

@@ -1,0 +1,10 @@
+use cache_core::cached;
+
+static NOT_A_CACHE: u32 = 5;
+
+#[cached(cache = NOT_A_CACHE)]
+async fn wrong_cache(id: u64) -> u64 {
+    id
+}
+
+fn main() {}

@@ -1,0 +1,13 @@
+use cache_core::invalidates;
+
+#[invalidates()]
+async fn nothing(id: u64) -> u64 {
+    id
+}
+
+#[invalidates(cache = cache_core::global())]
+async fn only_options(id: u64) -> u64 {
+    id
+}
+
+fn main() {}

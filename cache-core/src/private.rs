@@ -10,7 +10,10 @@ pub use crate::cache::{global, Cache};
 pub use crate::error::CacheError;
 pub use crate::key::{KeyArg, KeyBuilder, KeyFormat};
 pub use crate::shape::{OkOnly, Plain, Shape, StrictOk};
-pub use crate::strategy::{cached, invalidate, invalidate_matching, peek, refresh, store};
+pub use crate::strategy::{
+    cached, cached_with, early, early_foreground, failover, hits, invalidate, invalidate_matching,
+    locked, peek, refresh, soft, store, LockOptions, Options,
+};
 
 /// Makes a missing [`KeyArg`] impl point at the argument the macro spans this call with.
 #[inline(always)]

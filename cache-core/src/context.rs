@@ -64,7 +64,17 @@ pub struct Hit {
     pub stale: bool,
 }
 
-/// The keys served from cache while a [`detect`] scope ran, in the order they were served.
+/// A key whose value was computed (not served from cache) inside a [`detect`] scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Miss {
+    /// The full key.
+    pub key: String,
+    /// Whether the computed value was written to the cache.
+    pub stored: bool,
+}
+
+/// The keys served from cache while a [`detect`] scope ran, in the order they were served, and the keys that
+/// were computed instead.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -76,6 +86,7 @@ pub struct Hit {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Detected {
     hits: Vec<Hit>,
+    misses: Vec<Miss>,
 }
 
 impl Detected {
@@ -94,6 +105,22 @@ impl Detected {
         self.hits.is_empty()
     }
 
+    /// The keys whose values were computed rather than served from cache (by this scope's own calls, or shared
+    /// with it by a concurrent caller of the same key), in order.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let cache = cache_core::Cache::memory();
+    /// let (_, detected) = cache_core::context::detect(cache.get_or_set("k", None, || async { 1u8 })).await;
+    /// assert_eq!(detected.misses()[0].key, "k");
+    /// assert!(detected.misses()[0].stored);
+    /// # }
+    /// ```
+    pub fn misses(&self) -> &[Miss] {
+        &self.misses
+    }
+
     /// Whether `key` was served from cache.
     pub fn contains(&self, key: &str) -> bool {
         self.hits.iter().any(|h| h.key == key)
@@ -103,6 +130,7 @@ impl Detected {
 #[derive(Default)]
 struct Detector {
     hits: Mutex<Vec<Hit>>,
+    misses: Mutex<Vec<Miss>>,
 }
 
 /// The state of one scope. Immutable once installed: children copy and change it.
@@ -150,6 +178,17 @@ pub(crate) fn record_hit(hit: impl FnOnce() -> Hit) {
         let hit = hit();
         for detector in &s.detectors {
             detector.hits.lock().push(hit.clone());
+        }
+    });
+}
+
+pub(crate) fn record_miss(key: &str, stored: bool) {
+    let _ = SCOPE.try_with(|s| {
+        for detector in &s.detectors {
+            detector.misses.lock().push(Miss {
+                key: key.to_owned(),
+                stored,
+            });
         }
     });
 }
@@ -266,7 +305,8 @@ pub async fn detect<F: Future>(fut: F) -> (F::Output, Detected) {
     let scope = child(|s| s.detectors.push(detector.clone()));
     let output = SCOPE.scope(scope, fut).await;
     let hits = std::mem::take(&mut *detector.hits.lock());
-    (output, Detected { hits })
+    let misses = std::mem::take(&mut *detector.misses.lock());
+    (output, Detected { hits, misses })
 }
 
 /// A captured scope, to carry into work that runs elsewhere (spawned tasks, other runtimes).

@@ -97,7 +97,7 @@ impl<Out> Options<Out> {
 
 /// Returns the cached value of `key` or runs `body`, storing its result when the shape and `condition` allow.
 ///
-/// - Honours the current [`context`](crate::context): disabled reads run the body (and still store unless writes
+/// - Honours the current [`crate::context`]: disabled reads run the body (and still store unless writes
 ///   are disabled), `invalidate_further` deletes first, `max_age` rejects older values, hits are recorded for
 ///   `detect`.
 /// - Concurrent callers of one missing key in this process share one body run; a panicking or cancelled runner
@@ -133,7 +133,7 @@ where
     cached_with(shape, cache, key, options, body).await
 }
 
-/// [`cached`] with every storing option (time condition, tags).
+/// [`cached`] with every storing option (time condition, tags) in [`Options`].
 ///
 /// ```
 /// use cache_core::{strategy::{self, Options}, shape::Plain, Cache};
@@ -191,6 +191,8 @@ where
             Role::Follower(rx) => match singleflight::wait(rx).await {
                 Outcome::Shared(bytes) => {
                     if let Some((_, value)) = cache.decode_or_miss::<S::Stored>(&key, &bytes) {
+                        // Computed for us by the leader: fresh, not a hit. The leader reports whether it stored.
+                        context::record_miss(&key, true);
                         return S::rebuild(value);
                     }
                     break;
@@ -278,21 +280,26 @@ where
     S: Shape<Out>,
 {
     let Some(bytes) = bytes else {
+        context::record_miss(key, false);
         return Stored::Bytes(None);
     };
+    let mut written = false;
     if flags.allows(Ops::SET) {
         match cache.write_bytes(key, bytes.clone(), options.ttl).await {
             Ok(()) => {
+                written = true;
                 Metrics::inc(&cache.metrics_ref().stores);
                 tags::register(cache, key, &options.tags, options.ttl).await;
             }
             Err(error) => {
                 if let Ok(strict) = S::on_backend_error(error) {
+                    context::record_miss(key, false);
                     return Stored::Strict(strict);
                 }
             }
         }
     }
+    context::record_miss(key, written);
     Stored::Bytes(Some(bytes))
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::lock::{acquire, release};
 use super::{
-    encode_output, fill, lookup, persist, run_and_store, served, Lookup, Options, Stored,
+    encode_output, fill, lookup, persist, served, spawn_refresh, Lookup, Options, Stored,
     LOCK_SUFFIX,
 };
 use crate::cache::Cache;
@@ -85,21 +85,16 @@ where
                 if let Some(token) =
                     win_refresh::<S, Out>(cache, &key, options.ttl, early_ttl).await
                 {
-                    let (cache, key) = (cache.clone(), key.clone());
-                    tokio::spawn(async move {
-                        let (out, _) = run_and_store::<S, Out, Fut>(
-                            &cache,
-                            &key,
-                            &options,
-                            context::Flags::default(),
-                            body,
-                        )
-                        .await;
-                        if S::stored(&out).is_none() {
-                            tracing::warn!(key, "early refresh failed; keeping the stored value");
-                        }
-                        release(&cache, &format!("{key}{LOCK_SUFFIX}"), &token).await;
-                    });
+                    spawn_refresh::<S, Out, Fut, _, _>(
+                        cache,
+                        key.clone(),
+                        options,
+                        EARLY,
+                        body,
+                        |cache, key, _| async move {
+                            release(&cache, &format!("{key}{LOCK_SUFFIX}"), &token).await;
+                        },
+                    );
                 }
             }
             served(cache, &key, EARLY, &meta, false);

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use super::{fill, lookup, run_and_store, served, Lookup, Options, HITS_SUFFIX};
+use super::{fill, lookup, served, spawn_refresh, Lookup, Options, HITS_SUFFIX};
 use crate::cache::Cache;
 use crate::context::{self, Ops};
 use crate::shape::Shape;
@@ -54,25 +54,19 @@ where
             let count = u64::try_from(count).unwrap_or(0);
             if count <= max_hits {
                 if update_after == Some(count) && flags.allows(Ops::SET) {
-                    let (cache, key, counter) = (cache.clone(), key.clone(), counter.clone());
-                    tokio::spawn(async move {
-                        let (out, _) = run_and_store::<S, Out, Fut>(
-                            &cache,
-                            &key,
-                            &options,
-                            context::Flags::default(),
-                            body,
-                        )
-                        .await;
-                        if S::stored(&out).is_some() {
-                            let _ = cache.delete(&counter).await;
-                        } else {
-                            tracing::warn!(
-                                key,
-                                "hit-count refresh failed; keeping the stored value"
-                            );
-                        }
-                    });
+                    let counter = counter.clone();
+                    spawn_refresh::<S, Out, Fut, _, _>(
+                        cache,
+                        key.clone(),
+                        options,
+                        HITS,
+                        body,
+                        |cache, _, stored| async move {
+                            if stored {
+                                let _ = cache.delete(&counter).await;
+                            }
+                        },
+                    );
                 }
                 served(cache, &key, HITS, &meta, false);
                 return S::rebuild(value);

@@ -416,6 +416,40 @@ where
         .0
 }
 
+/// Recomputes `key` on the Tokio runtime, outside the caller's context scope (a refresh serves later callers, not
+/// this one), and stores the result. A result that is not cacheable keeps the stored value and is logged. `then`
+/// runs afterwards with whether the refresh stored, to release locks or reset counters.
+pub(crate) fn spawn_refresh<S, Out, Fut, Then, ThenFut>(
+    cache: &Cache,
+    key: String,
+    options: Options<Out>,
+    strategy: &'static str,
+    body: Fut,
+    then: Then,
+) where
+    S: Shape<Out> + Send + 'static,
+    Out: Send + 'static,
+    Fut: Future<Output = Out> + Send + 'static,
+    Then: FnOnce(Cache, String, bool) -> ThenFut + Send + 'static,
+    ThenFut: Future<Output = ()> + Send,
+{
+    let cache = cache.clone();
+    tokio::spawn(async move {
+        let (out, _) =
+            run_and_store::<S, Out, Fut>(&cache, &key, &options, context::Flags::default(), body)
+                .await;
+        let stored = S::stored(&out).is_some();
+        if !stored {
+            tracing::warn!(
+                key,
+                strategy,
+                "background refresh failed; keeping the stored value"
+            );
+        }
+        then(cache, key, stored).await;
+    });
+}
+
 /// Records a hit for `detect` and the metrics.
 pub(crate) fn served(
     cache: &Cache,

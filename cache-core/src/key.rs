@@ -122,6 +122,29 @@ impl<'a> KeyWriter<'a> {
         let _ = write!(self.out, "{value}");
     }
 
+    /// Writes an integer of up to 64 bits. Integer arguments are the most common key part, and going through
+    /// `core::fmt` (a `dyn Display` call, padding checks) costs several times the digits themselves on the hit path.
+    fn integer(&mut self, negative: bool, magnitude: u64) {
+        // u64::MAX has 20 digits.
+        let mut buf = [0u8; 20];
+        let mut at = buf.len();
+        let mut rest = magnitude;
+        loop {
+            at -= 1;
+            buf[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        if negative {
+            self.out.push('-');
+        }
+        // Only ASCII digits were written.
+        self.out
+            .push_str(std::str::from_utf8(&buf[at..]).unwrap_or_default());
+    }
+
     /// Writes structure characters of our own rendering (never user data).
     fn raw(&mut self, s: &str) {
         self.out.push_str(s);
@@ -196,8 +219,46 @@ macro_rules! display_key_arg {
         }
     )*};
 }
-display_key_arg!(number: u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64);
-display_key_arg!(number: std::num::NonZeroU32, std::num::NonZeroU64, std::num::NonZeroUsize);
+display_key_arg!(number: u128, i128, f32, f64);
+
+macro_rules! unsigned_key_arg {
+    ($($t:ty),*) => {$(
+        impl KeyArg for $t {
+            fn write_key(&self, out: &mut KeyWriter<'_>) {
+                // Lossless: every unsigned type here is at most 64 bits wide.
+                out.integer(false, *self as u64);
+            }
+        }
+    )*};
+}
+unsigned_key_arg!(u8, u16, u32, u64, usize);
+
+macro_rules! signed_key_arg {
+    ($($t:ty),*) => {$(
+        impl KeyArg for $t {
+            fn write_key(&self, out: &mut KeyWriter<'_>) {
+                // Lossless: every signed type here is at most 64 bits wide.
+                out.integer(*self < 0, (*self as i64).unsigned_abs());
+            }
+        }
+    )*};
+}
+signed_key_arg!(i8, i16, i32, i64, isize);
+
+macro_rules! nonzero_key_arg {
+    ($($t:ty),*) => {$(
+        impl KeyArg for $t {
+            fn write_key(&self, out: &mut KeyWriter<'_>) {
+                self.get().write_key(out);
+            }
+        }
+    )*};
+}
+nonzero_key_arg!(
+    std::num::NonZeroU32,
+    std::num::NonZeroU64,
+    std::num::NonZeroUsize
+);
 display_key_arg!(display: std::net::IpAddr, std::net::Ipv4Addr, std::net::Ipv6Addr, std::net::SocketAddr);
 
 impl KeyArg for std::time::Duration {
@@ -426,6 +487,18 @@ mod tests {
         assert_eq!(render_key("alice"), "alice");
         assert_eq!(render_key(&42u64), "42");
         assert_eq!(render_key(&-3i32), "-3");
+        for (value, text) in [
+            (0i64, "0"),
+            (7, "7"),
+            (-10, "-10"),
+            (i64::MIN, "-9223372036854775808"),
+        ] {
+            assert_eq!(render_key(&value), text);
+        }
+        assert_eq!(render_key(&u64::MAX), "18446744073709551615");
+        assert_eq!(render_key(&i8::MIN), "-128");
+        assert_eq!(render_key(&std::num::NonZeroU32::new(12).unwrap()), "12");
+        assert_eq!(render_key(&usize::MAX), usize::MAX.to_string());
         assert_eq!(render_key(&true), "true");
         assert_eq!(render_key(&(1u8, "x")), "(1,x)");
         assert_eq!(render_key(&std::time::Duration::from_secs(2)), "2000ms");

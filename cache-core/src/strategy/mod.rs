@@ -25,7 +25,6 @@ use crate::cache::Cache;
 use crate::context::{self, Hit, Ops};
 use crate::envelope::EnvelopeMeta;
 use crate::error::CacheError;
-use crate::metrics::Metrics;
 use crate::shape::Shape;
 use crate::singleflight::{self, Outcome, Role};
 
@@ -92,6 +91,14 @@ impl<Out> Options<Out> {
     fn with_refresh_after(mut self, after: Duration) -> Self {
         self.refresh_after = Some(after);
         self
+    }
+
+    /// Writes a refresh deadline into stored envelopes. The early and soft strategies set it themselves; the
+    /// macros' `_refresh` and `_set` companions of such functions set it so a value they store keeps its
+    /// deadline.
+    #[doc(hidden)]
+    pub fn refresh_after(self, after: Duration) -> Self {
+        self.with_refresh_after(after)
     }
 }
 
@@ -288,7 +295,7 @@ where
         match cache.write_bytes(key, bytes.clone(), options.ttl).await {
             Ok(()) => {
                 written = true;
-                Metrics::inc(&cache.metrics_ref().stores);
+                cache.metrics_ref().store();
                 tags::register(cache, key, &options.tags, options.ttl).await;
             }
             Err(error) => {
@@ -347,7 +354,7 @@ where
             }
         }
     }
-    Metrics::inc(&cache.metrics_ref().misses);
+    cache.metrics_ref().miss();
     Lookup::Miss { coalesce: true }
 }
 
@@ -450,6 +457,64 @@ pub(crate) fn spawn_refresh<S, Out, Fut, Then, ThenFut>(
     });
 }
 
+/// [`refresh`] with every storing option: time condition, tags and the refresh deadline of early/soft values.
+///
+/// ```
+/// use cache_core::{strategy::{self, Options}, shape::Plain, Cache};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let cache = Cache::memory();
+/// let opts = Options::ttl(None).tags(vec!["t".into()]);
+/// assert_eq!(strategy::refresh_with(Plain, &cache, "k".into(), opts, async { 2u8 }).await, 2);
+/// assert_eq!(cache.delete_tags(&["t"]).await.unwrap(), 1);
+/// # }
+/// ```
+pub async fn refresh_with<S, Out, Fut>(
+    _shape: S,
+    cache: &Cache,
+    key: String,
+    options: Options<Out>,
+    body: Fut,
+) -> Out
+where
+    S: Shape<Out>,
+    Fut: Future<Output = Out>,
+{
+    run_and_store::<S, Out, Fut>(cache, &key, &options, context::flags(), body)
+        .await
+        .0
+}
+
+/// [`store`] with the options that shape a stored entry: its ttl, tags and refresh deadline. The condition and
+/// time condition are about body runs and are not applied.
+///
+/// ```
+/// use cache_core::{strategy::{self, Options}, shape::Plain, Cache};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let cache = Cache::memory();
+/// let opts = Options::<u8>::ttl(None).tags(vec!["t".into()]);
+/// strategy::store_with::<Plain, u8>(Plain, &cache, "k", &opts, &5).await.unwrap();
+/// assert_eq!(cache.delete_tags(&["t"]).await.unwrap(), 1);
+/// # }
+/// ```
+pub async fn store_with<S: Shape<Out>, Out>(
+    _shape: S,
+    cache: &Cache,
+    key: &str,
+    options: &Options<Out>,
+    value: &S::Stored,
+) -> Result<(), CacheError> {
+    let mut meta = EnvelopeMeta::new(cache.codec(), options.ttl);
+    if let Some(after) = options.refresh_after {
+        meta = meta.with_refresh_after(after);
+    }
+    let bytes = cache.encode(value, meta)?;
+    cache.write_bytes(key, bytes, options.ttl).await?;
+    tags::register(cache, key, &options.tags, options.ttl).await;
+    Ok(())
+}
+
 /// Records a hit for `detect` and the metrics.
 pub(crate) fn served(
     cache: &Cache,
@@ -458,7 +523,7 @@ pub(crate) fn served(
     meta: &EnvelopeMeta,
     stale: bool,
 ) {
-    Metrics::inc(&cache.metrics_ref().hits);
+    cache.metrics_ref().hit();
     context::record_hit(|| hit(key, strategy, meta, stale));
 }
 

@@ -494,6 +494,8 @@ async fn maybe_all(x: u32) -> Option<u32> {
     (x > 0).then_some(x)
 }
 
+// `is_multiple_of` is newer than the workspace's rust-version (1.85).
+#[allow(clippy::manual_is_multiple_of)]
 #[cached(cache = STATIC_CACHE, condition = |v: &u32| *v % 2 == 0)]
 async fn evens(x: u32) -> u32 {
     x

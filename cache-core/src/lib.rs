@@ -1,11 +1,14 @@
 //! Async-first caching for Rust services: annotate async fns, switch the cache off per request, see which keys
 //! were hits.
 //!
-//! - [`cached`] and [`invalidates`] attribute macros (re-exported from `cache-macros`); every behaviour behind
-//!   them is a plain async function in [`strategy`].
+//! - Attribute macros (re-exported from `cache-macros`): [`cached`] (with `soft_ttl`, `lock`, `time_condition`,
+//!   `tags`), [`cache_early`], [`cache_failover`], [`cache_hit`], [`cache_locked`] and [`invalidates`]; the
+//!   [`guide`] has a runnable example of each. Every behaviour behind them is a plain async function in
+//!   [`strategy`].
 //! - [`Cache`]: a cheap handle over a [`Backend`] (bytes in, bytes out) with a [`Codec`] and a versioned
 //!   envelope; [`global`] is the default the macros use — a bounded in-memory cache until [`set_global`].
-//! - [`context`]: per-task scopes to disable operations and detect hits.
+//! - [`context`]: per-task scopes to disable operations and detect hits; with the `http` feature, tower layers
+//!   that map request headers onto them (`http` module).
 //! - [`MemoryBackend`]: the embedded default; Redis and others live in `cache-backends`.
 //!
 //! ```
@@ -28,6 +31,7 @@ pub mod context;
 mod envelope;
 mod error;
 mod glob;
+pub mod guide;
 #[cfg(feature = "http")]
 pub mod http;
 mod key;
@@ -53,4 +57,4 @@ pub use metrics::MetricsSnapshot;
 
 pub use async_trait::async_trait;
 pub use bytes::Bytes;
-pub use cache_macros::{cached, invalidates};
+pub use cache_macros::{cache_early, cache_failover, cache_hit, cache_locked, cached, invalidates};

@@ -12,8 +12,30 @@ pub use crate::key::{KeyArg, KeyBuilder, KeyFormat};
 pub use crate::shape::{OkOnly, Plain, Shape, StrictOk};
 pub use crate::strategy::{
     cached, cached_with, early, early_foreground, failover, hits, invalidate, invalidate_matching,
-    locked, peek, refresh, soft, store, LockOptions, Options,
+    locked, peek, refresh, refresh_with, soft, store, store_with, LockOptions, Options,
 };
+pub use std::vec::Vec;
+
+/// Names the error type of a `Result` output, so a failover predicate written as a closure (`on = |e| ...`)
+/// gets a concrete argument type even when the return type is an alias such as `io::Result<T>`.
+pub trait ResultTypes {
+    /// The `E` of `Result<T, E>`.
+    type Err;
+}
+
+impl<T, E> ResultTypes for Result<T, E> {
+    type Err = E;
+}
+
+/// Deletes every entry stored under any of `tags` (`#[invalidates(tag = "...")]`). Honours a disabled `DELETE`
+/// in the current scope. Fails open: a backend failure is logged and counted by the cache, and reads as 0.
+pub async fn invalidate_tags(cache: &Cache, tags: &[String]) -> u64 {
+    if crate::context::is_disabled(crate::context::Ops::DELETE) {
+        return 0;
+    }
+    let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+    cache.delete_tags(&tags).await.unwrap_or(0)
+}
 
 /// Makes a missing [`KeyArg`] impl point at the argument the macro spans this call with.
 #[inline(always)]

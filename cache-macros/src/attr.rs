@@ -123,6 +123,11 @@ impl<'a> Seen<'a> {
         }
     }
 
+    /// Whether the option `name` was written (valid or not).
+    pub(crate) fn given(&self, name: &str) -> bool {
+        self.seen.contains_key(name)
+    }
+
     /// `Ok(name)` for a known option seen for the first time, else the error.
     pub(crate) fn check(&mut self, name: &Ident) -> syn::Result<String> {
         let text = name.unraw().to_string();
@@ -211,8 +216,203 @@ pub(crate) fn default_crate() -> Path {
     syn::parse_quote!(::cache_core)
 }
 
-/// Options of `#[cached(...)]`.
+/// Which caching macro is being parsed: decides the accepted options and the strategy.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MacroKind {
+    Cached,
+    Early,
+    Failover,
+    Hit,
+    Locked,
+}
+
+/// Options every caching macro takes.
+const COMMON_OPTIONS: &[&str] = &[
+    "ttl",
+    "key",
+    "prefix",
+    "skip",
+    "cache",
+    "condition",
+    "time_condition",
+    "tags",
+    "result",
+    "companions",
+    "in_impl",
+    "crate",
+];
+
+const ALL_KINDS: [MacroKind; 5] = [
+    MacroKind::Cached,
+    MacroKind::Early,
+    MacroKind::Failover,
+    MacroKind::Hit,
+    MacroKind::Locked,
+];
+
+impl MacroKind {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            MacroKind::Cached => "cached",
+            MacroKind::Early => "cache_early",
+            MacroKind::Failover => "cache_failover",
+            MacroKind::Hit => "cache_hit",
+            MacroKind::Locked => "cache_locked",
+        }
+    }
+
+    /// The options only this macro (and the ones sharing them) takes.
+    fn specific(self) -> &'static [&'static str] {
+        match self {
+            MacroKind::Cached => &[
+                "cache_err",
+                "strict",
+                "soft_ttl",
+                "lock",
+                "lock_ttl",
+                "lock_wait",
+            ],
+            MacroKind::Early => &["cache_err", "strict", "early_ttl", "background"],
+            // Failover stores `Ok` only and must see the body's `Err` (so never strict).
+            MacroKind::Failover => &["on"],
+            MacroKind::Hit => &["cache_err", "strict", "hits", "update_after"],
+            MacroKind::Locked => &["cache_err", "strict", "lock_ttl", "lock_wait"],
+        }
+    }
+
+    fn options(self) -> Vec<&'static str> {
+        COMMON_OPTIONS
+            .iter()
+            .chain(self.specific())
+            .copied()
+            .collect()
+    }
+}
+
+/// "`x` is not an option of `#[a]`; it belongs to `#[b]`" for an option another caching macro takes: clearer
+/// than "unknown option" when the user picked the wrong macro.
+fn foreign_option(kind: MacroKind, name: &Ident) -> Option<syn::Error> {
+    let text = name.unraw().to_string();
+    if kind.options().contains(&text.as_str()) {
+        return None;
+    }
+    let owners: Vec<String> = ALL_KINDS
+        .iter()
+        .filter(|other| other.specific().contains(&text.as_str()))
+        .map(|other| format!("#[{}]", other.name()))
+        .collect();
+    if owners.is_empty() {
+        return None;
+    }
+    let why = match (kind, text.as_str()) {
+        (MacroKind::Failover, "cache_err" | "strict") => {
+            "; `#[cache_failover]` stores `Ok` values only and needs the body's `Err` to fall back"
+        }
+        (MacroKind::Locked, "lock") => "; `#[cache_locked]` always locks",
+        _ => "",
+    };
+    Some(syn::Error::new(
+        name.span(),
+        format!(
+            "`{text}` is not an option of `#[{}]`; it belongs to {}{why}",
+            kind.name(),
+            name_list(owners.iter().map(String::as_str))
+        ),
+    ))
+}
+
+/// A count option (`hits`, `update_after`): a literal, checked at compile time, or a `u64` expression.
+pub(crate) enum Count {
+    Fixed(u64),
+    Dynamic(Expr),
+}
+
+fn parse_count(option: RawOption, form: &str) -> syn::Result<(Count, Span)> {
+    let expr = expect_expr(option, form)?;
+    let span = expr.span();
+    match peel(&expr) {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(lit), ..
+        }) => Ok((Count::Fixed(lit.base10_parse()?), span)),
+        Expr::Lit(other) => Err(syn::Error::new_spanned(
+            other,
+            format!("expected an integer: `{form}`"),
+        )),
+        _ => Ok((Count::Dynamic(expr), span)),
+    }
+}
+
+/// A duration option with the span of its value.
+fn parse_duration(option: RawOption, name: &str, form: &str) -> syn::Result<(Ttl, Span)> {
+    let expr = expect_expr(option, form)?;
+    let span = expr.span();
+    Ok((crate::ttl::parse_named(expr, name)?, span))
+}
+
+/// Checks that a duration option is shorter than the ttl, when both are literals.
+fn shorter_than_ttl(
+    errors: &mut Errors,
+    ttl: Option<std::time::Duration>,
+    value: &Ttl,
+    span: Span,
+    name: &str,
+    what: &str,
+) {
+    if let (Some(value), Some(ttl)) = (value.fixed(), ttl) {
+        if value >= ttl {
+            errors.push(syn::Error::new(
+                span,
+                format!(
+                    "`{name}` ({}) must be shorter than `ttl` ({}): {what}",
+                    crate::ttl::show(value),
+                    crate::ttl::show(ttl)
+                ),
+            ));
+        }
+    }
+}
+
+/// The runtime strategy the function's body goes through, with its own arguments.
+pub(crate) enum Strategy {
+    /// `__private::cached_with`.
+    Cached,
+    /// `__private::soft`.
+    Soft { soft_ttl: Ttl },
+    /// `__private::early` (background) or `early_foreground`; `early_ttl` defaults to a third of `ttl`.
+    Early {
+        early_ttl: Option<Ttl>,
+        background: bool,
+    },
+    /// `__private::failover`; `on` defaults to every error.
+    Failover { on: Option<Expr> },
+    /// `__private::hits`.
+    Hits {
+        hits: Count,
+        update_after: Option<Count>,
+    },
+    /// `__private::locked`; `lock_ttl` defaults to 10 s, `lock_wait` to `lock_ttl`.
+    Locked {
+        lock_ttl: Option<Ttl>,
+        lock_wait: Option<Ttl>,
+    },
+}
+
+impl Strategy {
+    /// Whether the strategy may run the body after the call returned (then it must be `Send + 'static`).
+    pub(crate) fn spawns(&self) -> bool {
+        matches!(
+            self,
+            Strategy::Early {
+                background: true,
+                ..
+            } | Strategy::Hits { .. }
+        )
+    }
+}
+
+/// Options of the caching macros (`#[cached(...)]`, `#[cache_early(...)]`, ...).
 pub(crate) struct CachedOptions {
+    pub(crate) kind: MacroKind,
     pub(crate) krate: Path,
     pub(crate) ttl: Option<Ttl>,
     pub(crate) key: Option<LitStr>,
@@ -220,32 +420,56 @@ pub(crate) struct CachedOptions {
     pub(crate) skip: Vec<Ident>,
     pub(crate) cache: Option<Expr>,
     pub(crate) condition: Option<Expr>,
+    pub(crate) time_condition: Option<Ttl>,
+    pub(crate) tags: Vec<LitStr>,
     pub(crate) cache_err: Option<(bool, Span)>,
     pub(crate) strict: Option<(bool, Span)>,
     pub(crate) result: Option<(bool, Span)>,
     pub(crate) companions: bool,
     pub(crate) in_impl: bool,
+    pub(crate) strategy: Strategy,
 }
 
-const CACHED_OPTIONS: &[&str] = &[
-    "ttl",
-    "key",
-    "prefix",
-    "skip",
-    "cache",
-    "condition",
-    "cache_err",
-    "strict",
-    "result",
-    "companions",
-    "in_impl",
-    "crate",
-];
+/// `tags = ["user:{id}", "all"]` (or, for `#[invalidates]`, `tag = "user:{id}"`): string literals, each a key
+/// template checked later against the function's arguments.
+pub(crate) fn expect_tags(option: RawOption) -> syn::Result<Vec<LitStr>> {
+    let form = "tags = [\"user:{id}\", \"users\"]";
+    let expr = expect_expr(option, form)?;
+    let elems: Vec<&Expr> = match peel(&expr) {
+        Expr::Array(array) => array.elems.iter().collect(),
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(_), ..
+        }) => vec![&expr],
+        other => {
+            return Err(syn::Error::new_spanned(
+                other,
+                format!("expected a list of tag templates: `{form}`"),
+            ))
+        }
+    };
+    let mut errors = Errors::default();
+    let mut tags = Vec::new();
+    for elem in elems {
+        match peel(elem) {
+            Expr::Lit(ExprLit {
+                lit: Lit::Str(lit), ..
+            }) => tags.push(lit.clone()),
+            other => errors.push(syn::Error::new_spanned(
+                other,
+                "a tag must be a string literal, a template such as \"user:{user.id}\"",
+            )),
+        }
+    }
+    errors.finish()?;
+    Ok(tags)
+}
 
-impl Parse for CachedOptions {
-    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+impl CachedOptions {
+    /// Parses the options of the caching macro `kind`, reporting every problem at once.
+    pub(crate) fn parse_for(input: ParseStream<'_>, kind: MacroKind) -> syn::Result<Self> {
         let items = parse_items(input, false)?;
         let mut options = CachedOptions {
+            kind,
             krate: default_crate(),
             ttl: None,
             key: None,
@@ -253,19 +477,39 @@ impl Parse for CachedOptions {
             skip: Vec::new(),
             cache: None,
             condition: None,
+            time_condition: None,
+            tags: Vec::new(),
             cache_err: None,
             strict: None,
             result: None,
             companions: true,
             in_impl: false,
+            strategy: Strategy::Cached,
         };
+        // Strategy options, resolved into `options.strategy` after the loop.
+        let mut soft_ttl: Option<(Ttl, Span, Span)> = None;
+        let mut lock: Option<(bool, Span)> = None;
+        let mut lock_ttl: Option<(Ttl, Span, Span)> = None;
+        let mut lock_wait: Option<(Ttl, Span, Span)> = None;
+        let mut early_ttl: Option<(Ttl, Span)> = None;
+        let mut background = true;
+        let mut on = None;
+        let mut hits: Option<(Count, Span)> = None;
+        let mut update_after: Option<(Count, Span)> = None;
+
         let mut errors = Errors::default();
-        let mut seen = Seen::new(CACHED_OPTIONS);
+        let known = kind.options();
+        let mut seen = Seen::new(&known);
         for item in items {
             let Item::Option(option) = item else { continue };
+            if let Some(error) = foreign_option(kind, &option.name) {
+                errors.push(error);
+                continue;
+            }
             let Some(name) = errors.ok(seen.check(&option.name)) else {
                 continue;
             };
+            let name_span = option.name.span();
             match name.as_str() {
                 "ttl" => {
                     let ttl = expect_expr(option, "ttl = \"1h30m\"").and_then(crate::ttl::parse);
@@ -295,6 +539,20 @@ impl Parse for CachedOptions {
                 "condition" => {
                     options.condition = errors.ok(expect_expr(option, "condition = path::to::fn"))
                 }
+                "time_condition" => {
+                    options.time_condition = errors
+                        .ok(parse_duration(
+                            option,
+                            "time_condition",
+                            "time_condition = \"1s\"",
+                        ))
+                        .map(|(value, _)| value)
+                }
+                "tags" => {
+                    if let Some(tags) = errors.ok(expect_tags(option)) {
+                        options.tags = tags;
+                    }
+                }
                 "cache_err" => options.cache_err = errors.ok(expect_bool(option)),
                 "strict" => options.strict = errors.ok(expect_bool(option)),
                 "result" => options.result = errors.ok(expect_bool(option)),
@@ -313,6 +571,35 @@ impl Parse for CachedOptions {
                         options.krate = path;
                     }
                 }
+                "soft_ttl" => {
+                    soft_ttl = errors
+                        .ok(parse_duration(option, "soft_ttl", "soft_ttl = \"10m\""))
+                        .map(|(value, span)| (value, span, name_span))
+                }
+                "lock" => lock = errors.ok(expect_bool(option)),
+                "lock_ttl" => {
+                    lock_ttl = errors
+                        .ok(parse_duration(option, "lock_ttl", "lock_ttl = \"5s\""))
+                        .map(|(value, span)| (value, span, name_span))
+                }
+                "lock_wait" => {
+                    lock_wait = errors
+                        .ok(parse_duration(option, "lock_wait", "lock_wait = \"2s\""))
+                        .map(|(value, span)| (value, span, name_span))
+                }
+                "early_ttl" => {
+                    early_ttl = errors.ok(parse_duration(option, "early_ttl", "early_ttl = \"7m\""))
+                }
+                "background" => {
+                    if let Some((value, _)) = errors.ok(expect_bool(option)) {
+                        background = value;
+                    }
+                }
+                "on" => on = errors.ok(expect_expr(option, "on = path::to::predicate")),
+                "hits" => hits = errors.ok(parse_count(option, "hits = 100")),
+                "update_after" => {
+                    update_after = errors.ok(parse_count(option, "update_after = 80"))
+                }
                 _ => {}
             }
         }
@@ -322,6 +609,115 @@ impl Parse for CachedOptions {
                 "`strict = true` caches `Ok` only and cannot be combined with `cache_err = true`",
             ));
         }
+        let fixed_ttl = options.ttl.as_ref().and_then(Ttl::fixed);
+        options.strategy = match kind {
+            MacroKind::Cached | MacroKind::Locked => {
+                let locking = kind == MacroKind::Locked || lock.is_some_and(|(value, _)| value);
+                if !locking {
+                    for (_, _, name) in lock_ttl.iter().chain(&lock_wait) {
+                        errors.push(syn::Error::new(
+                            *name,
+                            "this option configures the lock: add `lock = true` (or use `#[cache_locked]`)",
+                        ));
+                    }
+                }
+                if let (Some((_, _, soft)), true) = (&soft_ttl, locking) {
+                    let lock_span = lock.map_or(*soft, |(_, span)| span);
+                    errors.push(syn::Error::new(
+                        lock_span,
+                        "`lock` can't be combined with `soft_ttl`: a soft-expired value is recomputed while the stale \
+                         one is still served, so there is no cold key for the lock to guard",
+                    ));
+                }
+                match soft_ttl {
+                    Some((soft_ttl, value_span, name_span)) if !locking => {
+                        if options.ttl.is_none() && !seen.given("ttl") {
+                            errors.push(syn::Error::new(
+                                name_span,
+                                "`soft_ttl` needs a `ttl`: the hard limit until which a stale value may be served, \
+                                 e.g. `ttl = \"1h\", soft_ttl = \"10m\"`",
+                            ));
+                        }
+                        shorter_than_ttl(
+                            &mut errors,
+                            fixed_ttl,
+                            &soft_ttl,
+                            value_span,
+                            "soft_ttl",
+                            "after `soft_ttl` the value is recomputed, until `ttl` it may still be served on errors",
+                        );
+                        Strategy::Soft { soft_ttl }
+                    }
+                    _ if locking => Strategy::Locked {
+                        lock_ttl: lock_ttl.map(|(value, _, _)| value),
+                        lock_wait: lock_wait.map(|(value, _, _)| value),
+                    },
+                    _ => Strategy::Cached,
+                }
+            }
+            MacroKind::Early => {
+                if options.ttl.is_none() && !seen.given("ttl") {
+                    errors.push(syn::Error::new(
+                        Span::call_site(),
+                        "`#[cache_early]` needs a `ttl`, e.g. `#[cache_early(ttl = \"10m\", early_ttl = \"7m\")]`",
+                    ));
+                }
+                if let Some((value, span)) = &early_ttl {
+                    shorter_than_ttl(
+                        &mut errors,
+                        fixed_ttl,
+                        value,
+                        *span,
+                        "early_ttl",
+                        "the value is refreshed after `early_ttl` and expires after `ttl`",
+                    );
+                }
+                Strategy::Early {
+                    early_ttl: early_ttl.map(|(value, _)| value),
+                    background,
+                }
+            }
+            MacroKind::Failover => Strategy::Failover { on },
+            MacroKind::Hit => {
+                for (name, count) in [("hits", &hits), ("update_after", &update_after)] {
+                    if let Some((Count::Fixed(0), span)) = count {
+                        errors.push(syn::Error::new(
+                            *span,
+                            format!("`{name}` must be at least 1"),
+                        ));
+                    }
+                }
+                if let (Some((Count::Fixed(max), _)), Some((Count::Fixed(after), span))) =
+                    (&hits, &update_after)
+                {
+                    if after >= max && *after > 0 {
+                        errors.push(syn::Error::new(
+                            *span,
+                            format!(
+                                "`update_after` ({after}) must be less than `hits` ({max}): the refresh starts at that \
+                                 hit, before the value is used up"
+                            ),
+                        ));
+                    }
+                }
+                match hits {
+                    Some((hits, _)) => Strategy::Hits {
+                        hits,
+                        update_after: update_after.map(|(value, _)| value),
+                    },
+                    // Given but invalid: that error was reported already.
+                    None if seen.given("hits") => Strategy::Cached,
+                    None => {
+                        errors.push(syn::Error::new(
+                            Span::call_site(),
+                            "`#[cache_hit]` needs `hits`, the number of times a value is served, e.g. \
+                             `#[cache_hit(ttl = \"1h\", hits = 100)]`",
+                        ));
+                        Strategy::Cached
+                    }
+                }
+            }
+        };
         errors.finish()?;
         Ok(options)
     }
@@ -333,9 +729,11 @@ pub(crate) struct InvalidatesArgs {
     pub(crate) cache: Option<Expr>,
     pub(crate) result: Option<(bool, Span)>,
     pub(crate) targets: Vec<Expr>,
+    /// `tag = "user:{id}"` / `tags = [...]`: tag templates whose entries are dropped after success.
+    pub(crate) tags: Vec<LitStr>,
 }
 
-const INVALIDATES_OPTIONS: &[&str] = &["cache", "result", "crate"];
+const INVALIDATES_OPTIONS: &[&str] = &["cache", "result", "crate", "tag", "tags"];
 
 impl Parse for InvalidatesArgs {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
@@ -345,6 +743,7 @@ impl Parse for InvalidatesArgs {
             cache: None,
             result: None,
             targets: Vec::new(),
+            tags: Vec::new(),
         };
         let mut errors = Errors::default();
         let mut seen = Seen::new(INVALIDATES_OPTIONS);
@@ -362,6 +761,11 @@ impl Parse for InvalidatesArgs {
             match name.as_str() {
                 "cache" => args.cache = errors.ok(expect_expr(option, "cache = EXPR")),
                 "result" => args.result = errors.ok(expect_bool(option)),
+                "tag" | "tags" => {
+                    if let Some(tags) = errors.ok(expect_tags(option)) {
+                        args.tags.extend(tags);
+                    }
+                }
                 "crate" => {
                     if let Some(path) = errors.ok(expect_path(option)) {
                         args.krate = path;

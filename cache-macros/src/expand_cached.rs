@@ -12,7 +12,7 @@ use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{Attribute, FnArg, Generics, Ident, ItemFn, Path, ReturnType, Signature, Type};
 
-use crate::attr::CachedOptions;
+use crate::attr::{CachedOptions, Count, MacroKind, Strategy};
 use crate::errors::{name_list, Errors};
 use crate::sig::{self, mentions_ident, SigInfo};
 use crate::template::Template;
@@ -73,14 +73,51 @@ struct Ctx<'a> {
     /// Whether the non-body companions take `&self`.
     companion_receiver: bool,
     template: Option<Template>,
+    /// `tags = [...]`, each a template rendered like the key.
+    tags: Vec<Template>,
     shape: TokenStream,
     out: Type,
 }
 
-/// The `#[cached]` entry point.
+/// Rejects arguments a spawned body can't take: the body future outlives the call, so it must own everything.
+/// Reported at the argument instead of the borrow checker's errors about the generated code.
+fn check_owned_args(item: &ItemFn, options: &CachedOptions, errors: &mut Errors) {
+    let fix = match options.strategy {
+        Strategy::Early { .. } => "; or use `background = false`",
+        _ => "",
+    };
+    let why = match options.strategy {
+        Strategy::Early { .. } => "background refresh outlives the call".to_owned(),
+        _ => format!(
+            "`#[{}]` refreshes in the background, which outlives the call",
+            options.kind.name()
+        ),
+    };
+    for input in &item.sig.inputs {
+        match input {
+            FnArg::Receiver(receiver) if sig::borrows(&receiver.ty) => {
+                errors.push(syn::Error::new_spanned(
+                    input,
+                    format!("{why}: take `self` by value (e.g. `self: Arc<Self>`){fix}"),
+                ));
+            }
+            FnArg::Typed(typed) if sig::borrows(&typed.ty) => {
+                errors.push(syn::Error::new_spanned(
+                    input,
+                    format!("{why}: take this argument by value (e.g. `String` for `&str`){fix}"),
+                ));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The entry point of every caching macro (`#[cached]`, `#[cache_early]`, ...): they differ only in the
+/// strategy `options` resolved to.
 pub(crate) fn expand(options: CachedOptions, item: ItemFn) -> syn::Result<TokenStream> {
     let mut errors = Errors::default();
-    check_signature(&item.sig, "cached", &mut errors);
+    let macro_name = options.kind.name();
+    check_signature(&item.sig, macro_name, &mut errors);
     let Some(info) = errors.ok(sig::analyze(&item.sig)) else {
         // `errors` holds the analysis error, so this is always `Err`.
         return errors.finish().map(|()| TokenStream::new());
@@ -94,11 +131,28 @@ pub(crate) fn expand(options: CachedOptions, item: ItemFn) -> syn::Result<TokenS
             ));
         }
     }
+    if options.strategy.spawns() {
+        check_owned_args(&item, &options, &mut errors);
+    }
 
     let returns_result = options
         .result
         .map_or(info.returns_result, |(value, _)| value);
     let result_hint = "add `result = true` if the return type is an alias of `Result`";
+    if options.kind == MacroKind::Failover && !returns_result {
+        let span = match (&options.result, &item.sig.output) {
+            (Some((false, span)), _) => *span,
+            (_, ReturnType::Type(_, ty)) => ty.span(),
+            (_, ReturnType::Default) => item.sig.ident.span(),
+        };
+        errors.push(syn::Error::new(
+            span,
+            format!(
+                "`#[cache_failover]` serves the last `Ok` when the body returns `Err`, so the function must return \
+                 a `Result`; {result_hint}"
+            ),
+        ));
+    }
     if let Some((true, span)) = options.cache_err {
         if !returns_result {
             errors.push(syn::Error::new(
@@ -135,6 +189,21 @@ pub(crate) fn expand(options: CachedOptions, item: ItemFn) -> syn::Result<TokenS
         },
         None => None,
     };
+    let no_self_tag = format!(
+        "`self` is not available in this tag: `{}` has no `self` receiver",
+        name.unraw()
+    );
+    let mut tags = Vec::new();
+    for lit in &options.tags {
+        match Template::parse(lit) {
+            Ok(template) => {
+                let self_error = info.receiver.is_none().then_some(no_self_tag.as_str());
+                errors.ok(template.check_names(&names, self_error));
+                tags.push(template);
+            }
+            Err(error) => errors.push(error),
+        }
+    }
     for skipped in &options.skip {
         let skipped_name = skipped.unraw().to_string();
         if !names.contains(&skipped_name) {
@@ -168,7 +237,10 @@ pub(crate) fn expand(options: CachedOptions, item: ItemFn) -> syn::Result<TokenS
     let krate = &options.krate;
     let strict = options.strict.is_some_and(|(value, _)| value);
     let cache_err = options.cache_err.is_some_and(|(value, _)| value);
-    let shape_name = if strict {
+    // Failover stores `Ok` values only, whatever the options (it has no shape parameter).
+    let shape_name = if options.kind == MacroKind::Failover {
+        "OkOnly"
+    } else if strict {
         "StrictOk"
     } else if returns_result && !cache_err {
         "OkOnly"
@@ -184,7 +256,9 @@ pub(crate) fn expand(options: CachedOptions, item: ItemFn) -> syn::Result<TokenS
     let krate_out = crate::template::respan(quote!(#krate), out_span);
     let shape = quote_spanned!(out_span=> #krate_out::__private::#shape_ident);
     let companion_receiver = options.companions
-        && (cache_uses_self || template.as_ref().is_some_and(Template::mentions_self));
+        && (cache_uses_self
+            || template.as_ref().is_some_and(Template::mentions_self)
+            || tags.iter().any(Template::mentions_self));
     let ctx = Ctx {
         options: &options,
         item: &item,
@@ -196,6 +270,7 @@ pub(crate) fn expand(options: CachedOptions, item: ItemFn) -> syn::Result<TokenS
         name,
         companion_receiver,
         template,
+        tags,
         shape,
     };
     Ok(if options.companions {
@@ -264,20 +339,90 @@ impl Ctx<'_> {
         crate::ttl::to_tokens(self.options.ttl.as_ref(), self.krate)
     }
 
-    fn condition(&self) -> TokenStream {
+    /// `expr` as a value of the function pointer type `ty` (spanned by the caller at `expr`, so a mismatch is
+    /// reported there; non-capturing closures coerce).
+    fn typed_fn(&self, expr: &syn::Expr, ty: TokenStream) -> TokenStream {
+        let f = local("__f");
+        quote!({
+            let #f: #ty = #expr;
+            #f
+        })
+    }
+
+    /// The `Options<Out>` value: `Options::ttl(ttl)` plus a builder call per option. `ttl` names the local
+    /// holding the ttl; `store` leaves out what only matters when the body runs (condition, time condition).
+    fn options_value(&self, ttl: &Ident, destructure: bool, store: bool) -> TokenStream {
         let krate = self.krate;
         let out = &self.out;
-        match &self.options.condition {
-            Some(expr) => {
-                let condition = local("__condition");
-                let ty = quote_spanned!(expr.span()=> fn(&#out) -> bool);
-                quote!({
-                    let #condition: #ty = #expr;
-                    #krate::__private::Option::Some(#condition)
-                })
+        let mut value = quote!(#krate::__private::Options::<#out>::ttl(#ttl));
+        if !store {
+            if let Some(expr) = &self.options.condition {
+                let condition =
+                    self.typed_fn(expr, quote_spanned!(expr.span()=> fn(&#out) -> bool));
+                value.extend(quote!(.condition(#condition)));
             }
-            None => quote!(#krate::__private::Option::None),
+            if let Some(min) = &self.options.time_condition {
+                let min = crate::ttl::duration_tokens(min, krate);
+                value.extend(quote!(.time_condition(#min)));
+            }
         }
+        if !self.tags.is_empty() {
+            let tags = self.tags_block(destructure);
+            value.extend(quote!(.tags(#tags)));
+        }
+        value
+    }
+
+    /// The refresh deadline early and soft values carry, so `_refresh` and `_set` keep it. Uses the ttl local.
+    fn refresh_after(&self, ttl: &Ident) -> Option<TokenStream> {
+        let krate = self.krate;
+        match &self.options.strategy {
+            Strategy::Soft { soft_ttl } => Some(crate::ttl::duration_tokens(soft_ttl, krate)),
+            Strategy::Early {
+                early_ttl: Some(early_ttl),
+                ..
+            } => Some(crate::ttl::duration_tokens(early_ttl, krate)),
+            // The default: a third of `ttl`, as in cashews. A run-time `ttl` of `None` (no expiry) has no third:
+            // then the value is never refreshed early.
+            Strategy::Early {
+                early_ttl: None, ..
+            } => Some(match self.options.ttl.as_ref() {
+                Some(crate::ttl::Ttl::Fixed { secs, nanos }) => {
+                    let third = std::time::Duration::new(*secs, *nanos) / 3;
+                    let (secs, nanos) = (third.as_secs(), third.subsec_nanos());
+                    quote!(#krate::__private::Duration::new(#secs, #nanos))
+                }
+                _ => quote!(#krate::__private::Option::map_or(
+                    #ttl,
+                    #krate::__private::Duration::MAX,
+                    |ttl| ttl / 3
+                )),
+            }),
+            _ => None,
+        }
+    }
+
+    /// A block evaluating to the rendered tags, a `Vec<String>`.
+    fn tags_block(&self, destructure: bool) -> TokenStream {
+        let krate = self.krate;
+        let kb = local("__kb");
+        let bind = if destructure {
+            self.info.destructure()
+        } else {
+            TokenStream::new()
+        };
+        let tags = self.tags.iter().map(|tag| {
+            let statements = tag.render(&kb, krate);
+            quote!({
+                let mut #kb = #krate::__private::KeyBuilder::new();
+                #statements
+                #kb.finish()
+            })
+        });
+        quote!({
+            #bind
+            #krate::__private::Vec::<#krate::__private::String>::from([#(#tags),*])
+        })
     }
 
     /// The header of the default key: `module::path:NAME` or `Type::path:NAME` for associated functions.
@@ -408,34 +553,114 @@ impl Ctx<'_> {
         }
     }
 
-    /// The body of `NAME` / `NAME_refresh`: the strategy call around `body`.
-    fn strategy_body(&self, strategy: &str, body: TokenStream, destructure: bool) -> TokenStream {
+    /// The body of `NAME` (`refresh = false`) or `NAME_refresh`: the strategy call around `body`.
+    fn strategy_body(&self, refresh: bool, body: TokenStream, destructure: bool) -> TokenStream {
         let krate = self.krate;
-        let strategy = Ident::new(strategy, Span::call_site());
-        let (cache, key, ttl, condition) = (
+        let (cache, key, ttl, options) = (
             local("__cache"),
             local("__key"),
             local("__ttl"),
-            local("__condition"),
+            local("__options"),
         );
         let cache_value = self.cache();
         let key_value = self.key_block(destructure);
         let ttl_value = self.ttl();
-        let condition_value = self.condition();
+        let options_value = self.options_value(&ttl, destructure, false);
         let shape = &self.shape;
-        // The strategy path carries the return type's span: an output that can't be stored is reported there.
-        let krate_out = &self.krate_out;
-        let strategy_call = quote_spanned! {self.out_span()=>
-            #krate_out::__private::#strategy(#shape, &#cache, #key, #ttl, #condition, #body).await
-        };
-        let statements = quote! {
+        let out = &self.out;
+        let mut statements = quote! {
             let #cache: #krate::__private::Cache = #cache_value;
             let #key: #krate::__private::String = #key_value;
             let #ttl: #krate::__private::Option<#krate::__private::Duration> = #ttl_value;
-            let #condition = #condition_value;
-            #strategy_call
+            let #options: #krate::__private::Options<#out> = #options_value;
         };
-        // The body block too: the async fn's future is checked at its span.
+        // The strategy's own arguments, then the call. The strategy path carries the return type's span: an
+        // output that can't be stored is reported there.
+        let krate_out = &self.krate_out;
+        let (strategy, extra): (&str, TokenStream) = if refresh {
+            if let Some(after) = self.refresh_after(&ttl) {
+                statements.extend(quote!(let #options = #options.refresh_after(#after);));
+            }
+            ("refresh_with", TokenStream::new())
+        } else {
+            match &self.options.strategy {
+                Strategy::Cached => ("cached_with", TokenStream::new()),
+                Strategy::Soft { .. } => {
+                    let after = self.refresh_after(&ttl);
+                    ("soft", quote!(#after,))
+                }
+                Strategy::Early { background, .. } => {
+                    let after = self.refresh_after(&ttl);
+                    let name = if *background {
+                        "early"
+                    } else {
+                        "early_foreground"
+                    };
+                    (name, quote!(#after,))
+                }
+                Strategy::Failover { on } => {
+                    let on = match on {
+                        Some(expr) => {
+                            let err = quote!(<#out as #krate::__private::ResultTypes>::Err);
+                            let on = self
+                                .typed_fn(expr, quote_spanned!(expr.span()=> fn(&#err) -> bool));
+                            quote!(#krate::__private::Option::Some(#on))
+                        }
+                        None => quote!(#krate::__private::Option::None),
+                    };
+                    let call = quote_spanned! {self.out_span()=>
+                        #krate_out::__private::failover(&#cache, #key, #options, #on, #body).await
+                    };
+                    return self.braced(quote!(#statements #call));
+                }
+                Strategy::Hits { hits, update_after } => {
+                    let count = |count: &Count| match count {
+                        Count::Fixed(n) => quote!(#n),
+                        Count::Dynamic(expr) => {
+                            let n = local("__n");
+                            quote_spanned!(expr.span()=> { let #n: u64 = #expr; #n })
+                        }
+                    };
+                    let hits = count(hits);
+                    let update_after = match update_after {
+                        Some(after) => {
+                            let after = count(after);
+                            quote!(#krate::__private::Option::Some(#after))
+                        }
+                        None => quote!(#krate::__private::Option::None),
+                    };
+                    ("hits", quote!(#hits, #update_after,))
+                }
+                Strategy::Locked {
+                    lock_ttl,
+                    lock_wait,
+                } => {
+                    // 10 s, not the value's ttl as in cashews: a holder that dies would otherwise block the
+                    // waiters for as long as the value lives (hours).
+                    let lock_ttl = match lock_ttl {
+                        Some(value) => crate::ttl::duration_tokens(value, krate),
+                        None => quote!(#krate::__private::Duration::from_secs(10)),
+                    };
+                    let wait = lock_wait.as_ref().map(|wait| {
+                        let wait = crate::ttl::duration_tokens(wait, krate);
+                        quote!(.wait(#wait))
+                    });
+                    (
+                        "locked",
+                        quote!(#krate::__private::LockOptions::new(#lock_ttl) #wait,),
+                    )
+                }
+            }
+        };
+        let strategy = Ident::new(strategy, Span::call_site());
+        let call = quote_spanned! {self.out_span()=>
+            #krate_out::__private::#strategy(#shape, &#cache, #key, #options, #extra #body).await
+        };
+        self.braced(quote!(#statements #call))
+    }
+
+    /// A block of `statements` spanned at the return type: the async fn's future is checked at its span.
+    fn braced(&self, statements: TokenStream) -> TokenStream {
         let mut block = Group::new(Delimiter::Brace, statements);
         block.set_span(self.out_span());
         quote!(#block)
@@ -507,14 +732,15 @@ impl Ctx<'_> {
             output: item.sig.output.clone(),
             generics: None,
         });
-        let wrapper_body = self.strategy_body("cached", self.uncached_call(), true);
+        let wrapper_body = self.strategy_body(false, self.uncached_call(), true);
 
         // NAME_uncached: the original body.
         let mut uncached_sig = item.sig.clone();
         uncached_sig.ident = self.companion_name("uncached");
         let block = &item.block;
         let uncached_doc = format!(
-            "Runs the body of {link} directly, bypassing the cache: nothing is read or stored. Generated by `#[cached]`."
+            "Runs the body of {link} directly, bypassing the cache: nothing is read or stored. Generated by `#[{}]`.",
+            self.options.kind.name()
         );
 
         // NAME_refresh.
@@ -527,7 +753,7 @@ impl Ctx<'_> {
             output: item.sig.output.clone(),
             generics: None,
         });
-        let refresh_body = self.strategy_body("refresh", self.uncached_call(), true);
+        let refresh_body = self.strategy_body(true, self.uncached_call(), true);
         let refresh_doc = format!(
             "Runs the body of {link} and stores its result (when it is cacheable) under the same key, replacing any cached value; the cache is not read."
         );
@@ -639,8 +865,13 @@ impl Ctx<'_> {
         );
 
         let ttl_value = self.ttl();
+        let options = local("__options");
+        let set_options = self.options_value(&ttl, true, true);
+        let set_refresh_after = self
+            .refresh_after(&ttl)
+            .map(|after| quote!(let #options = #options.refresh_after(#after);));
         let store_call = quote_spanned! {self.out_span()=>
-            #krate_out::__private::store::<_, #out>(#shape, &#cache, &#key, #ttl, #value).await
+            #krate_out::__private::store_with::<_, #out>(#shape, &#cache, &#key, &#options, #value).await
         };
         let peek_call = quote_spanned! {self.out_span()=>
             #krate_out::__private::peek::<_, #out>(#shape, &#cache, &#key).await
@@ -690,6 +921,8 @@ impl Ctx<'_> {
                 let #cache: #krate::__private::Cache = #cache_value;
                 let #key: #krate::__private::String = #key_block;
                 let #ttl: #krate::__private::Option<#krate::__private::Duration> = #ttl_value;
+                let #options: #krate::__private::Options<#out> = #set_options;
+                #set_refresh_after
                 #store_call
             }
 
@@ -711,7 +944,7 @@ impl Ctx<'_> {
         let vis = &item.vis;
         let sig = &item.sig;
         let block = &item.block;
-        let body = self.strategy_body("cached", quote!(async move #block), false);
+        let body = self.strategy_body(false, quote!(async move #block), false);
         quote! {
             #(#attrs)*
             #vis #sig #body

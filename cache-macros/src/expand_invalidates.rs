@@ -136,10 +136,10 @@ pub(crate) fn expand(args: InvalidatesArgs, item: ItemFn) -> syn::Result<TokenSt
     let Some(info) = errors.ok(sig::analyze(&item.sig)) else {
         return errors.finish().map(|()| TokenStream::new());
     };
-    if args.targets.is_empty() {
+    if args.targets.is_empty() && args.tags.is_empty() {
         errors.push(syn::Error::new(
             Span::call_site(),
-            format!("`#[invalidates]` needs at least one target; {TARGET_HELP}"),
+            format!("`#[invalidates]` needs at least one target; {TARGET_HELP}, or a tag such as `tag = \"user:{{id}}\"`"),
         ));
     }
     let krate = &args.krate;
@@ -161,6 +161,9 @@ pub(crate) fn expand(args: InvalidatesArgs, item: ItemFn) -> syn::Result<TokenSt
         if let Some(future) = errors.ok(target_future(target, &info, &fn_name, &cache, krate)) {
             futures.push(future);
         }
+    }
+    if let Some(future) = errors.ok(tags_future(&args.tags, &info, &fn_name, &cache, krate)) {
+        futures.extend(future);
     }
     errors.finish()?;
 
@@ -196,6 +199,50 @@ pub(crate) fn expand(args: InvalidatesArgs, item: ItemFn) -> syn::Result<TokenSt
             #out
         }
     })
+}
+
+/// `tag = "user:{id}"` targets: the tags rendered now (like `#[cached]` keys), one future deleting them all.
+fn tags_future(
+    tags: &[syn::LitStr],
+    info: &SigInfo,
+    fn_name: &str,
+    cache: &dyn Fn() -> TokenStream,
+    krate: &Path,
+) -> syn::Result<Option<TokenStream>> {
+    if tags.is_empty() {
+        return Ok(None);
+    }
+    let mut errors = Errors::default();
+    let no_self =
+        format!("`self` is not available in this tag: `{fn_name}` has no `self` receiver");
+    let kb = Ident::new("__kb", Span::mixed_site());
+    let mut rendered = Vec::new();
+    for lit in tags {
+        let Some(template) = errors.ok(Template::parse(lit)) else {
+            continue;
+        };
+        errors.ok(template.check_names(
+            &info.binding_names(),
+            info.receiver.is_none().then_some(no_self.as_str()),
+        ));
+        let statements = template.render(&kb, krate);
+        rendered.push(quote!({
+            let mut #kb = #krate::__private::KeyBuilder::new();
+            #statements
+            #kb.finish()
+        }));
+    }
+    errors.finish()?;
+    let (cache_var, tags_var) = (
+        Ident::new("__cache", Span::mixed_site()),
+        Ident::new("__tags", Span::mixed_site()),
+    );
+    let cache_value = cache();
+    Ok(Some(quote!({
+        let #cache_var: #krate::__private::Cache = #cache_value;
+        let #tags_var = #krate::__private::Vec::<#krate::__private::String>::from([#(#rendered),*]);
+        async move { #krate::__private::invalidate_tags(&#cache_var, &#tags_var).await }
+    })))
 }
 
 fn local_out() -> Ident {

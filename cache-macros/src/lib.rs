@@ -1,15 +1,20 @@
-//! Attribute macros for `cache_core`: [`macro@cached`] and [`macro@invalidates`].
+//! Attribute macros for `cache_core`: [`macro@cached`] and [`macro@invalidates`], and the strategies
+//! [`macro@cache_early`], [`macro@cache_failover`], [`macro@cache_hit`] and [`macro@cache_locked`].
 //!
 //! This crate only parses, validates and expands; everything that runs lives in `cache_core::__private`
 //! (strategies, key rendering, the global cache). Use the macros through `cache_core`, which re-exports them:
-//! `use cache_core::{cached, invalidates};`.
+//! `use cache_core::{cached, invalidates};`. Runnable versions of the examples below are in `cache_core::guide`.
+//!
+//! Every caching macro goes through the same option parser (`attr`), key renderer (`template`) and companion
+//! generator (`expand_cached`); a strategy only changes which `__private` function `NAME` calls and with which
+//! extra arguments.
 //!
 //! Modules, one concern each:
 //! - `attr`: the attribute arguments (`ttl = "3h"`, `skip(a)`, targets, ...) into typed options;
 //! - `ttl`: compile-time validation of TTL literals;
 //! - `template`: key templates (`"user:{user.id}:<id:hash>"`): parsing, name checks, rendering code;
 //! - `sig`: the annotated function's signature (receiver, arguments, patterns, return shape);
-//! - `expand_cached`, `expand_invalidates`: code generation;
+//! - `expand_cached` (every caching macro), `expand_invalidates`: code generation;
 //! - `errors`: combining spanned errors, suggestions.
 
 extern crate proc_macro;
@@ -25,6 +30,7 @@ mod ttl;
 use proc_macro::TokenStream;
 use proc_macro2::Span;
 
+use crate::attr::{CachedOptions, MacroKind};
 use crate::errors::{error_output, Errors};
 
 /// Where to report "this is not a function": the item's name or keyword.
@@ -72,15 +78,16 @@ fn parse_fn(item: proc_macro2::TokenStream, macro_name: &str) -> syn::Result<syn
 
 /// Runs one macro: parse the options and the function (reporting both sets of errors), then expand. On error the
 /// function is emitted unchanged next to the errors.
-fn run<O: syn::parse::Parse>(
+fn run<O>(
     attr: TokenStream,
     item: TokenStream,
     macro_name: &str,
+    parse: impl syn::parse::Parser<Output = O>,
     expand: fn(O, syn::ItemFn) -> syn::Result<proc_macro2::TokenStream>,
 ) -> TokenStream {
     let item = proc_macro2::TokenStream::from(item);
     let mut errors = Errors::default();
-    let options = errors.ok(syn::parse::<O>(attr));
+    let options = errors.ok(parse.parse(attr));
     let function = errors.ok(parse_fn(item.clone(), macro_name));
     let result = match (options, function) {
         (Some(options), Some(function)) => expand(options, function),
@@ -131,8 +138,13 @@ fn run<O: syn::parse::Parse>(
 /// | `companions = false` | generates no companion functions (needed in trait impls, where extra methods are not allowed). |
 /// | `in_impl = true` | says that a function without `self` and without `Self` in its signature is an associated function (inside an `impl` block). |
 /// | `crate = path` | where `cache_core` is, for renamed dependencies (default `::cache_core`). |
+/// | `time_condition = "1s"` | stores only results whose body took at least this long (cheap results are not worth a round trip). A duration literal or a `Duration` expression. |
+/// | `tags = ["user:{user.id}", "users"]` | registers the entry under these tags, each a key template with the same placeholders as `key`; `cache.delete_tags(&["user:42"])` or `#[invalidates(tag = "user:{id}")]` drops every entry of a tag. |
+/// | `soft_ttl = "10m"` | soft expiry (cashews' `soft_ttl`): after it the next call recomputes; if that returns `Err` (or fails the condition) the stale value is served, until `ttl`. Needs `ttl`, must be shorter than it. Reported to `detect` as strategy `"soft"`, stale. |
+/// | `lock = true` | fills a missing key once across every process sharing the backend (see [`macro@cache_locked`]); with `lock_ttl = "5s"` (default **10 s**) and `lock_wait = "2s"` (default: `lock_ttl`). Not with `soft_ttl`. |
 ///
-/// Boolean options may be written as bare flags (`#[cached(strict)]`).
+/// Boolean options may be written as bare flags (`#[cached(strict)]`). The common options (every row above but
+/// `cache_err`, `strict`, `soft_ttl` and `lock*`) are shared by every caching macro.
 ///
 /// What is stored depends on the return type, read syntactically: a type whose last path segment is `Result`
 /// (`Result<T, E>`, `io::Result<T>`, `anyhow::Result<T>`) caches `Ok` only; everything else, including `Option`
@@ -200,12 +212,118 @@ fn run<O: syn::parse::Parse>(
 /// // + the other companions
 /// ```
 ///
+/// The options become an `Options` value: `Options::ttl(ttl)` followed by `.condition(f)`,
+/// `.time_condition(d)` and `.tags(vec)` when given, and `NAME` calls `__private::cached_with(shape, &cache, key,
+/// options, body)` (`soft(.., soft_ttl, body)` with `soft_ttl`, `locked(.., LockOptions::new(lock_ttl)
+/// .wait(lock_wait), body)` with `lock`).
+///
 /// Associated functions without `self` and without `Self` in their signature can't be told apart from free
 /// functions syntactically: mark them `in_impl = true`. In trait impls use `companions = false`; the body then
 /// stays inside `NAME`.
 #[proc_macro_attribute]
 pub fn cached(attr: TokenStream, item: TokenStream) -> TokenStream {
-    run(attr, item, "cached", expand_cached::expand)
+    caching(attr, item, MacroKind::Cached)
+}
+
+/// The caching macros share one parser, one key renderer and one companion generator; `kind` picks the
+/// accepted options and the strategy.
+fn caching(attr: TokenStream, item: TokenStream, kind: MacroKind) -> TokenStream {
+    run(
+        attr,
+        item,
+        kind.name(),
+        move |input: syn::parse::ParseStream<'_>| CachedOptions::parse_for(input, kind),
+        expand_cached::expand,
+    )
+}
+
+/// Caches with early refresh (cashews' `early`): a value older than `early_ttl` is still served, and one caller
+/// refreshes it in the background.
+///
+/// ```ignore
+/// #[cache_early(ttl = "10m", early_ttl = "7m")]
+/// async fn exchange_rates(base: String) -> Result<Rates, HttpError> { /* ... */ }
+/// ```
+///
+/// - `ttl` is required; `early_ttl` defaults to **a third of `ttl`** (as in cashews) and must be shorter than
+///   `ttl`.
+/// - One refresh at a time per key across every process sharing the backend (a lock next to the key); a refresh
+///   that returns `Err` keeps the old value. A miss computes in the foreground, like `#[cached]`.
+/// - The refresh is spawned on the Tokio runtime, so the body must be `Send + 'static`: arguments are taken by
+///   value (`String`, not `&str`; `self: Arc<Self>`, not `&self`). A borrowed argument is a compile error at the
+///   argument. `background = false` lifts that: the caller that wins the refresh recomputes inline and gets the
+///   fresh value.
+/// - Reported to `detect` as strategy `"early"`.
+///
+/// Options: those of [`macro@cached`] except `soft_ttl` and `lock*`, plus `early_ttl` and `background`. Same
+/// companions. `NAME` calls `__private::early(shape, &cache, key, options, early_ttl, body)`
+/// (`early_foreground` without background).
+#[proc_macro_attribute]
+pub fn cache_early(attr: TokenStream, item: TokenStream) -> TokenStream {
+    caching(attr, item, MacroKind::Early)
+}
+
+/// Failover (cashews' `failover`): the body always runs; when it returns `Err`, the last `Ok` for the same key is
+/// returned instead.
+///
+/// ```ignore
+/// #[cache_failover(ttl = "2h", on = is_timeout)]
+/// async fn weather(city: &str) -> Result<Forecast, HttpError> { /* ... */ }
+///
+/// fn is_timeout(error: &HttpError) -> bool { error.is_timeout() }
+/// ```
+///
+/// - The return type must be a `Result` (`result = true` for an alias not named `Result`); every `Ok` is stored
+///   for `ttl` (default: until evicted).
+/// - `on = predicate`: a `fn(&E) -> bool` path or non-capturing closure choosing which errors fall back (default:
+///   every error); others are returned as they are. With nothing stored the error is returned.
+/// - A served fallback is reported to `detect` as strategy `"failover"`, stale.
+///
+/// Options: the common options of [`macro@cached`] plus `on` (no `cache_err`/`strict`: only `Ok` is stored).
+/// `NAME` calls `__private::failover(&cache, key, options, on, body)`.
+#[proc_macro_attribute]
+pub fn cache_failover(attr: TokenStream, item: TokenStream) -> TokenStream {
+    caching(attr, item, MacroKind::Failover)
+}
+
+/// Hit-limited entries (cashews' `hit`): a value is served at most `hits` times, then recomputed.
+///
+/// ```ignore
+/// #[cache_hit(ttl = "1h", hits = 100, update_after = 80)]
+/// async fn leaderboard(game: u64) -> Vec<Score> { /* ... */ }
+/// ```
+///
+/// - `hits` is required (integer literal or `u64` expression). With `update_after` (less than `hits`), that hit
+///   also starts a background refresh that resets the count. The count lives in the backend next to the value.
+/// - The refresh is spawned, so arguments are taken by value as with [`macro@cache_early`] (a compile error at
+///   a borrowed argument).
+/// - Reported to `detect` as strategy `"hits"`.
+///
+/// Options: those of [`macro@cached`] except `soft_ttl` and `lock*`, plus `hits` and `update_after`. `NAME`
+/// calls `__private::hits(shape, &cache, key, options, hits, update_after, body)`.
+#[proc_macro_attribute]
+pub fn cache_hit(attr: TokenStream, item: TokenStream) -> TokenStream {
+    caching(attr, item, MacroKind::Hit)
+}
+
+/// Distributed single flight (cashews' `locked`), sugar for `#[cached(lock = true, ...)]`: across processes
+/// sharing a backend, a missing key runs its body once; the others wait for the stored value.
+///
+/// ```ignore
+/// #[cache_locked(ttl = "1h", lock_ttl = "30s", lock_wait = "5s")]
+/// async fn monthly_report(month: u32) -> Report { /* ... */ }
+/// ```
+///
+/// - `lock_ttl`: how long the lock lives, so how long a holder that died blocks the others. Default **10 s**, not
+///   `ttl` as in cashews: a lock as long as a 3 h ttl would block waiters for hours if its holder died.
+/// - `lock_wait`: the longest a waiter waits before computing without the lock (default: `lock_ttl`).
+/// - Hits are reported to `detect` as strategy `"cached"`, values a waiter found after waiting as `"locked"`.
+///
+/// Options: those of [`macro@cached`] except `soft_ttl` and `lock`, plus `lock_ttl` and `lock_wait`. `NAME`
+/// calls `__private::locked(shape, &cache, key, options, LockOptions::new(lock_ttl).wait(lock_wait), body)`.
+#[proc_macro_attribute]
+pub fn cache_locked(attr: TokenStream, item: TokenStream) -> TokenStream {
+    caching(attr, item, MacroKind::Locked)
 }
 
 /// Removes cache entries after an `async fn` succeeded.
@@ -228,6 +346,7 @@ pub fn cached(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// | `Self::get_user(id)`, `self.get_user(id)`, `users::get_user(id)` | the same for methods and paths (the last segment or the method gets `_invalidate`) |
 /// | `get_user(..)` | every entry of `get_user` (calls `get_user_invalidate_all()`) |
 /// | `"user:{id}:*"` | every key matching the glob pattern: literal text is kept as is (so `*`, `?` and `[..]` are wildcards) and placeholders are the escaped argument values, as in `#[cached]` key templates |
+/// | `tag = "user:{id}"`, `tags = ["user:{id}", "users"]` | every entry registered under these tags (`#[cached(tags = [...])]`); the templates render like keys |
 ///
 /// The targets are evaluated **before** the body runs (the key of each entry is rendered then), so the body may
 /// consume the arguments; the deletions happen after it. An argument the body needs by value must be cloned in
@@ -241,5 +360,11 @@ pub fn cached(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// `self`); otherwise write `Self::get_user(id)`.
 #[proc_macro_attribute]
 pub fn invalidates(attr: TokenStream, item: TokenStream) -> TokenStream {
-    run(attr, item, "invalidates", expand_invalidates::expand)
+    run(
+        attr,
+        item,
+        "invalidates",
+        <attr::InvalidatesArgs as syn::parse::Parse>::parse,
+        expand_invalidates::expand,
+    )
 }

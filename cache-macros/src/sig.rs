@@ -223,6 +223,42 @@ pub(crate) fn analyze(sig: &Signature) -> syn::Result<SigInfo> {
     })
 }
 
+/// Finds the first borrow in a type: a reference or a lifetime other than `'static`. Function pointer types and
+/// `Fn(..)` sugar are skipped: their elided lifetimes are higher-ranked, so `fn(&str) -> bool` is `'static`.
+#[derive(Default)]
+struct Borrows(Option<Span>);
+
+impl VisitMut for Borrows {
+    fn visit_type_reference_mut(&mut self, reference: &mut syn::TypeReference) {
+        if self.0.is_none() {
+            self.0 = Some(reference.and_token.span);
+        }
+    }
+
+    fn visit_lifetime_mut(&mut self, lifetime: &mut syn::Lifetime) {
+        if self.0.is_none() && lifetime.ident != "static" {
+            self.0 = Some(lifetime.apostrophe);
+        }
+    }
+
+    fn visit_type_bare_fn_mut(&mut self, _: &mut syn::TypeBareFn) {}
+
+    fn visit_parenthesized_generic_arguments_mut(
+        &mut self,
+        _: &mut syn::ParenthesizedGenericArguments,
+    ) {
+    }
+}
+
+/// Whether a value of type `ty` may borrow from the caller, read syntactically (`&str`, `Option<&T>`,
+/// `Cow<'a, str>`, `impl Trait + 'a`). Generic parameters are not judged: the compiler's own message for a
+/// missing `T: 'static` is clear.
+pub(crate) fn borrows(ty: &Type) -> bool {
+    let mut visitor = Borrows::default();
+    visitor.visit_type_mut(&mut ty.clone());
+    visitor.0.is_some()
+}
+
 /// Syntactic `Result` detection: the last path segment is `Result` (`Result`, `io::Result`, `anyhow::Result`).
 fn is_result(ty: &Type) -> bool {
     match ty {

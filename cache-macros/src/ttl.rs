@@ -18,9 +18,21 @@ pub(crate) enum Ttl {
 
 /// Parses the value of `ttl = ...`.
 pub(crate) fn parse(expr: Expr) -> syn::Result<Ttl> {
+    parse_named(expr, "ttl")
+}
+
+/// Parses a duration option (`ttl`, `early_ttl`, `soft_ttl`, `lock_ttl`, `lock_wait`, `time_condition`): the
+/// same literal forms as `ttl`, zero rejected. Only `ttl` itself may be "absent = forever", so only its
+/// messages mention leaving it out.
+pub(crate) fn parse_named(expr: Expr, name: &str) -> syn::Result<Ttl> {
     let fixed = |duration: std::time::Duration| Ttl::Fixed {
         secs: duration.as_secs(),
         nanos: duration.subsec_nanos(),
+    };
+    let zero = if name == "ttl" {
+        "ttl must be greater than zero; leave `ttl` out for entries that never expire".to_owned()
+    } else {
+        format!("`{name}` must be greater than zero")
     };
     match peel(&expr) {
         Expr::Lit(ExprLit {
@@ -28,12 +40,12 @@ pub(crate) fn parse(expr: Expr) -> syn::Result<Ttl> {
         }) => {
             let text = lit.value();
             match humantime::parse_duration(text.trim()) {
-                Ok(duration) if duration.is_zero() => Err(syn::Error::new_spanned(
-                    lit,
-                    "ttl must be greater than zero; leave `ttl` out for entries that never expire",
-                )),
+                Ok(duration) if duration.is_zero() => Err(syn::Error::new_spanned(lit, zero)),
                 Ok(duration) => Ok(fixed(duration)),
-                Err(_) if ["never", "none", "forever", "infinite", "inf"].contains(&text.trim()) => {
+                Err(_)
+                    if name == "ttl"
+                        && ["never", "none", "forever", "infinite", "inf"].contains(&text.trim()) =>
+                {
                     Err(syn::Error::new_spanned(
                         lit,
                         "leave `ttl` out for entries that never expire (they are still evicted by a bounded backend)",
@@ -41,7 +53,7 @@ pub(crate) fn parse(expr: Expr) -> syn::Result<Ttl> {
                 }
                 Err(error) => Err(syn::Error::new_spanned(
                     lit,
-                    format!("invalid ttl {text:?}: {error}; write a duration such as \"90s\", \"1h30m\" or \"500ms\""),
+                    format!("invalid {name} {text:?}: {error}; write a duration such as \"90s\", \"1h30m\" or \"500ms\""),
                 )),
             }
         }
@@ -50,10 +62,7 @@ pub(crate) fn parse(expr: Expr) -> syn::Result<Ttl> {
         }) => {
             let secs: u64 = lit.base10_parse()?;
             if secs == 0 {
-                return Err(syn::Error::new_spanned(
-                    lit,
-                    "ttl must be greater than zero; leave `ttl` out for entries that never expire",
-                ));
+                return Err(syn::Error::new_spanned(lit, zero));
             }
             Ok(Ttl::Fixed { secs, nanos: 0 })
         }
@@ -62,13 +71,43 @@ pub(crate) fn parse(expr: Expr) -> syn::Result<Ttl> {
             ..
         }) => Err(syn::Error::new_spanned(
             lit,
-            "a fractional ttl must be written as a string such as \"1500ms\" or \"2m30s\"",
+            format!("a fractional {name} must be written as a string such as \"1500ms\" or \"2m30s\""),
         )),
         Expr::Lit(other) => Err(syn::Error::new_spanned(
             other,
-            "expected a ttl: a duration string (\"1h30m\"), integer seconds or an expression",
+            format!("expected a {name}: a duration string (\"1h30m\"), integer seconds or an expression"),
         )),
         _ => Ok(Ttl::Dynamic(expr)),
+    }
+}
+
+impl Ttl {
+    /// The value when it is a literal, for compile-time comparisons between options.
+    pub(crate) fn fixed(&self) -> Option<std::time::Duration> {
+        match self {
+            Ttl::Fixed { secs, nanos } => Some(std::time::Duration::new(*secs, *nanos)),
+            Ttl::Dynamic(_) => None,
+        }
+    }
+}
+
+/// A literal duration for error messages (`7m`, `1h 30m`).
+pub(crate) fn show(duration: std::time::Duration) -> String {
+    humantime::format_duration(duration).to_string()
+}
+
+/// `Duration` tokens for a duration option other than `ttl`. A non-literal must be a `Duration` expression (not
+/// `Option`: these options have no "forever"); a type mismatch is reported at the expression.
+pub(crate) fn duration_tokens(value: &Ttl, krate: &Path) -> TokenStream {
+    match value {
+        Ttl::Fixed { secs, nanos } => quote!(#krate::__private::Duration::new(#secs, #nanos)),
+        Ttl::Dynamic(expr) => {
+            let d = proc_macro2::Ident::new("__d", proc_macro2::Span::mixed_site());
+            quote_spanned!(expr.span()=> {
+                let #d: #krate::__private::Duration = #expr;
+                #d
+            })
+        }
     }
 }
 

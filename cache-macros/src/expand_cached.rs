@@ -460,15 +460,48 @@ impl Ctx<'_> {
     /// Statements rendering the key into the builder `kb`.
     fn key_statements(&self, kb: &Ident) -> TokenStream {
         let mut out = TokenStream::new();
-        if let Some(prefix) = &self.options.prefix {
-            let text = format!("{}:", prefix.value());
-            out.extend(quote!(#kb.literal(#text);));
-        }
+        let prefix = self
+            .options
+            .prefix
+            .as_ref()
+            .map(|prefix| format!("{}:", prefix.value()));
+        let bindings = self.key_bindings();
         match &self.template {
-            Some(template) => out.extend(template.render(kb, self.krate)),
+            Some(template) => {
+                if let Some(text) = &prefix {
+                    out.extend(quote!(#kb.literal(#text);));
+                }
+                out.extend(template.render(kb, self.krate));
+            }
+            None if !self.in_impl => {
+                // One literal up to the first value, joined at compile time: each `literal` call is a bounds check
+                // and a copy on every call of the cached function.
+                let name = format!(":{}", self.name_str());
+                let first_label = bindings
+                    .first()
+                    .map(|binding| format!(":{}=", binding.unraw()));
+                let prefix = prefix.iter();
+                let first_label = first_label.iter();
+                out.extend(quote! {
+                    #kb.literal(::core::concat!(#(#prefix,)* ::core::module_path!(), #name #(, #first_label)*));
+                });
+                for (i, binding) in bindings.iter().enumerate() {
+                    if i > 0 {
+                        let label = format!(":{}=", binding.unraw());
+                        out.extend(quote!(#kb.literal(#label);));
+                    }
+                    let span = binding.span();
+                    let spanned_kb =
+                        Ident::new(&kb.to_string(), Span::mixed_site().located_at(span));
+                    out.extend(quote_spanned!(span=> #spanned_kb.value(&#binding);));
+                }
+            }
             None => {
+                if let Some(text) = &prefix {
+                    out.extend(quote!(#kb.literal(#text);));
+                }
                 out.extend(self.default_header(kb, false));
-                for binding in self.key_bindings() {
+                for binding in bindings {
                     let label = format!(":{}=", binding.unraw());
                     let span = binding.span();
                     let spanned_kb =
@@ -562,14 +595,25 @@ impl Ctx<'_> {
             local("__ttl"),
             local("__options"),
         );
-        let cache_value = self.cache();
         let key_value = self.key_block(destructure);
         let ttl_value = self.ttl();
         let options_value = self.options_value(&ttl, destructure, false);
         let shape = &self.shape;
         let out = &self.out;
+        // Borrow `cache = EXPR` for the call instead of cloning it: a clone is a shared reference-count write on
+        // every call, which costs single-thread time and stops hits from scaling across threads. An expression
+        // using `self` is cloned, because the body may take `self` by value while the cache is in use.
+        let cache_binding = match &self.options.cache {
+            Some(expr) if !mentions_ident(quote!(#expr), "self") => {
+                quote_spanned! {expr.span()=> let #cache: &#krate::__private::Cache = &(#expr);}
+            }
+            _ => {
+                let cache_value = self.cache();
+                quote!(let #cache: #krate::__private::Cache = #cache_value;)
+            }
+        };
         let mut statements = quote! {
-            let #cache: #krate::__private::Cache = #cache_value;
+            #cache_binding
             let #key: #krate::__private::String = #key_value;
             let #ttl: #krate::__private::Option<#krate::__private::Duration> = #ttl_value;
             let #options: #krate::__private::Options<#out> = #options_value;

@@ -212,6 +212,17 @@ impl Repo {
     }
 }
 
+// Cached values are `Clone` (the memory backend hands out clones of a decoded copy).
+impl Clone for Repo {
+    fn clone(&self) -> Self {
+        Self {
+            cache: self.cache.clone(),
+            tenant: self.tenant,
+            runs: AtomicUsize::new(self.runs.load(SeqCst)),
+        }
+    }
+}
+
 impl Serialize for Repo {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.tenant.serialize(serializer)
@@ -405,7 +416,7 @@ async fn ttl_expires_entries() {
 // ---------------------------------------------------------------------------------------------------------------
 // Result and Option outputs
 
-#[derive(Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct AppError(String);
 
 impl From<CacheError> for AppError {

@@ -14,7 +14,7 @@ use crate::backend::{Backend, KeyTtl, SetMode};
 use crate::codec::Codec;
 use crate::envelope::EnvelopeMeta;
 use crate::error::CacheError;
-use crate::memory::MemoryBackend;
+use crate::memory::{MemoryBackend, TypedRead};
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::shape::Plain;
 use crate::singleflight::SingleFlight;
@@ -292,6 +292,32 @@ impl Cache {
             return Ok(None);
         };
         Ok(self.decode_or_miss(key, &bytes))
+    }
+
+    /// [`Cache::read_entry`] for the strategies' hit path: on the in-memory default backend a hit clones the
+    /// entry's decoded copy instead of decoding its bytes (see `MemoryBackend::get_typed`).
+    pub(crate) async fn read_typed<T>(
+        &self,
+        key: &str,
+    ) -> Result<Option<(EnvelopeMeta, T)>, CacheError>
+    where
+        T: DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        let Some(memory) = self.memory_for(key) else {
+            return self.read_entry(key).await;
+        };
+        let read = memory.get_typed::<(EnvelopeMeta, T), _>(key, |bytes| {
+            // Undecodable bytes are counted and logged here, and read as a miss.
+            self.decode_or_miss(key, bytes)
+        });
+        match read {
+            Ok(TypedRead::Hit(entry)) => Ok(Some(entry)),
+            Ok(TypedRead::Miss | TypedRead::Unreadable) => Ok(None),
+            Err(error) => {
+                self.note_backend_error("get", key, &error);
+                Err(error.into())
+            }
+        }
     }
 
     pub(crate) fn decode_or_miss<T: DeserializeOwned>(
@@ -641,7 +667,7 @@ impl Cache {
     /// ```
     pub async fn get_or_set<T, F, Fut>(&self, key: &str, ttl: Option<Duration>, compute: F) -> T
     where
-        T: Serialize + DeserializeOwned,
+        T: crate::shape::Storable,
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
@@ -669,7 +695,7 @@ impl Cache {
         compute: F,
     ) -> Result<T, CacheError>
     where
-        T: Serialize + DeserializeOwned,
+        T: crate::shape::Storable,
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {

@@ -152,6 +152,8 @@ pub(crate) struct Flags {
     pub disabled: Ops,
     pub invalidate_further: bool,
     pub max_age: Option<Duration>,
+    /// Whether a `detect` scope is listening: without one a hit skips the second task-local access.
+    pub detecting: bool,
 }
 
 impl Flags {
@@ -166,6 +168,7 @@ pub(crate) fn flags() -> Flags {
             disabled: s.disabled,
             invalidate_further: s.invalidate_further,
             max_age: s.max_age,
+            detecting: !s.detectors.is_empty(),
         })
         .unwrap_or_default()
 }

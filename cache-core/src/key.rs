@@ -122,27 +122,9 @@ impl<'a> KeyWriter<'a> {
         let _ = write!(self.out, "{value}");
     }
 
-    /// Writes an integer of up to 64 bits. Integer arguments are the most common key part, and going through
-    /// `core::fmt` (a `dyn Display` call, padding checks) costs several times the digits themselves on the hit path.
-    fn integer(&mut self, negative: bool, magnitude: u64) {
-        // u64::MAX has 20 digits.
-        let mut buf = [0u8; 20];
-        let mut at = buf.len();
-        let mut rest = magnitude;
-        loop {
-            at -= 1;
-            buf[at] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
-        }
-        if negative {
-            self.out.push('-');
-        }
-        // Only ASCII digits were written.
-        self.out
-            .push_str(std::str::from_utf8(&buf[at..]).unwrap_or_default());
+    /// Writes an integer: digits and `-` never need escaping, and `itoa` formats without `core::fmt`.
+    fn integer(&mut self, value: impl itoa::Integer) {
+        self.out.push_str(itoa::Buffer::new().format(value));
     }
 
     /// Writes structure characters of our own rendering (never user data).
@@ -219,31 +201,18 @@ macro_rules! display_key_arg {
         }
     )*};
 }
-display_key_arg!(number: u128, i128, f32, f64);
+display_key_arg!(number: f32, f64);
 
-macro_rules! unsigned_key_arg {
+macro_rules! integer_key_arg {
     ($($t:ty),*) => {$(
         impl KeyArg for $t {
             fn write_key(&self, out: &mut KeyWriter<'_>) {
-                // Lossless: every unsigned type here is at most 64 bits wide.
-                out.integer(false, *self as u64);
+                out.integer(*self);
             }
         }
     )*};
 }
-unsigned_key_arg!(u8, u16, u32, u64, usize);
-
-macro_rules! signed_key_arg {
-    ($($t:ty),*) => {$(
-        impl KeyArg for $t {
-            fn write_key(&self, out: &mut KeyWriter<'_>) {
-                // Lossless: every signed type here is at most 64 bits wide.
-                out.integer(*self < 0, (*self as i64).unsigned_abs());
-            }
-        }
-    )*};
-}
-signed_key_arg!(i8, i16, i32, i64, isize);
+integer_key_arg!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize);
 
 macro_rules! nonzero_key_arg {
     ($($t:ty),*) => {$(

@@ -1,9 +1,12 @@
 //! The embedded in-memory backend: a sharded LRU with per-entry TTLs, bounded by entry count and optionally by
 //! total bytes.
 
+use std::any::Any;
 use std::collections::HashSet;
 use std::num::NonZeroUsize;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use clock::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -175,7 +178,7 @@ impl MemoryBackend {
     /// cache_core::MemoryBackend::default().purge_expired();
     /// ```
     pub fn purge_expired(&self) {
-        let now = Instant::now();
+        let now = clock::now();
         for shard in self.shards.iter() {
             shard.lock().sweep(now);
         }
@@ -184,9 +187,50 @@ impl MemoryBackend {
     /// [`Backend::get`] without the boxed future: the memory backend never waits, and the cache's hit path calls
     /// this directly.
     pub(crate) fn get_now(&self, key: &str) -> Result<Option<Bytes>, BackendError> {
-        let now = Instant::now();
+        let now = clock::now();
         let mut shard = self.shard(key).lock();
         shard.live_value(key, now)
+    }
+
+    /// Reads `key` as a `T`: a clone of the entry's decoded copy when it holds one of type `T`, otherwise
+    /// `decode` of its bytes, whose result is kept beside them for the next read. Decoding runs outside the shard
+    /// lock; its result is kept only if the entry still holds the same bytes.
+    pub(crate) fn get_typed<T, D>(&self, key: &str, decode: D) -> Result<TypedRead<T>, BackendError>
+    where
+        T: Clone + Send + Sync + 'static,
+        D: FnOnce(&[u8]) -> Option<T>,
+    {
+        let now = clock::now();
+        let shard = self.shard(key);
+        let bytes = {
+            let mut shard = shard.lock();
+            let Some(entry) = shard.map.get(key) else {
+                return Ok(TypedRead::Miss);
+            };
+            if !entry.is_live(now) {
+                shard.remove(key);
+                return Ok(TypedRead::Miss);
+            }
+            if let Some(value) = entry.decoded.as_ref().and_then(|d| d.downcast_ref::<T>()) {
+                return Ok(TypedRead::Hit(value.clone()));
+            }
+            entry.value.bytes(key)?.clone()
+        };
+        let Some(value) = decode(&bytes) else {
+            return Ok(TypedRead::Unreadable);
+        };
+        let mut guard = shard.lock();
+        let shard = &mut *guard;
+        if let Some(entry) = shard.map.peek_mut(key) {
+            let same = matches!(&entry.value, Value::Bytes(b) if b.as_ptr() == bytes.as_ptr() && b.len() == bytes.len());
+            if same {
+                let before = charge(key, entry);
+                entry.decoded = Some(Box::new(value.clone()));
+                shard.bytes = shard.bytes - before + charge(key, entry);
+                shard.evict_over_budget();
+            }
+        }
+        Ok(TypedRead::Hit(value))
     }
 
     fn shard(&self, key: &str) -> &Mutex<Shard> {
@@ -198,6 +242,17 @@ impl MemoryBackend {
 struct Entry {
     value: Value,
     expires_at: Option<Instant>,
+    /// A decoded copy of `value`, kept by [`MemoryBackend::get_typed`] so the next read of the same type clones
+    /// it instead of decoding the bytes again. It lives and dies with the entry: any write replaces the entry.
+    decoded: Option<Box<dyn Any + Send + Sync>>,
+}
+
+/// What [`MemoryBackend::get_typed`] found.
+pub(crate) enum TypedRead<T> {
+    Hit(T),
+    Miss,
+    /// The bytes are there but `decode` rejected them.
+    Unreadable,
 }
 
 /// Like Redis, a key holds either a string of bytes or a set (the index behind tags).
@@ -239,8 +294,15 @@ struct Shard {
     writes_since_sweep: usize,
 }
 
-fn charge(key: &str, value: &Value) -> usize {
-    key.len() + value.charge() + ENTRY_OVERHEAD
+fn charge(key: &str, entry: &Entry) -> usize {
+    // A decoded copy is charged like a second copy of the bytes: a size estimate, as the real heap size of a
+    // decoded value is unknown, and of the same order.
+    let decoded = if entry.decoded.is_some() {
+        entry.value.charge()
+    } else {
+        0
+    };
+    key.len() + entry.value.charge() + decoded + ENTRY_OVERHEAD
 }
 
 impl Shard {
@@ -278,28 +340,37 @@ impl Shard {
 
     fn remove(&mut self, key: &str) -> Option<Entry> {
         let (k, entry) = self.map.pop_entry(key)?;
-        self.bytes -= charge(&k, &entry.value);
+        self.bytes -= charge(&k, &entry);
         Some(entry)
     }
 
     fn insert(&mut self, key: &str, value: Value, expires_at: Option<Instant>, now: Instant) {
-        self.bytes += charge(key, &value);
-        if let Some((old_key, old)) = self.map.push(key.to_owned(), Entry { value, expires_at }) {
+        let entry = Entry {
+            value,
+            expires_at,
+            decoded: None,
+        };
+        self.bytes += charge(key, &entry);
+        if let Some((old_key, old)) = self.map.push(key.to_owned(), entry) {
             // Either the previous value of this key or the evicted least-recently-used entry.
-            self.bytes -= charge(&old_key, &old.value);
+            self.bytes -= charge(&old_key, &old);
         }
-        if let Some(max) = self.max_bytes {
-            while self.bytes > max {
-                match self.map.pop_lru() {
-                    Some((k, e)) => self.bytes -= charge(&k, &e.value),
-                    None => break,
-                }
-            }
-        }
+        self.evict_over_budget();
         self.writes_since_sweep += 1;
         // A full sweep costs O(len); doing it once per len/2 writes keeps it O(1) amortised per write.
         if self.writes_since_sweep >= (self.map.len() / 2).max(64) {
             self.sweep(now);
+        }
+    }
+
+    fn evict_over_budget(&mut self) {
+        if let Some(max) = self.max_bytes {
+            while self.bytes > max {
+                match self.map.pop_lru() {
+                    Some((k, e)) => self.bytes -= charge(&k, &e),
+                    None => break,
+                }
+            }
         }
     }
 
@@ -318,8 +389,41 @@ impl Shard {
 }
 
 fn deadline(now: Instant, ttl: Option<Duration>) -> Option<Instant> {
-    // A TTL too large for `Instant` means "practically forever".
-    ttl.and_then(|ttl| now.checked_add(ttl))
+    ttl.and_then(|ttl| clock::after(now, ttl))
+}
+
+/// The backend's expiry clock: the kernel's coarse monotonic clock (`CLOCK_MONOTONIC_COARSE` on Linux), read in a
+/// few nanoseconds instead of the tens a precise `Instant::now()` costs on every hit. Its resolution is a few
+/// milliseconds (4 ms measured on the development machine), so entries expire within that of their TTL.
+mod clock {
+    use std::time::Duration;
+
+    pub(super) type Instant = coarsetime::Instant;
+
+    /// Longer TTLs mean "practically forever": the coarse clock's fixed-point durations hold 2^32 seconds.
+    const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+    pub(super) fn now() -> Instant {
+        // Not `Instant::now()`: that also writes a process-wide "recent" timestamp, a shared write per hit.
+        coarsetime::Instant::now_without_cache_update()
+    }
+
+    /// `ttl` after `now`; `None` when it is too far away to matter.
+    pub(super) fn after(now: Instant, ttl: Duration) -> Option<Instant> {
+        if ttl >= FOREVER {
+            return None;
+        }
+        now.checked_add(coarsetime::Duration::from(ttl))
+    }
+
+    /// How long from `now` until `at` (zero once passed).
+    pub(super) fn until(at: Instant, now: Instant) -> Duration {
+        if at > now {
+            (at - now).into()
+        } else {
+            Duration::ZERO
+        }
+    }
 }
 
 #[async_trait]
@@ -329,7 +433,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>, BackendError> {
-        let now = Instant::now();
+        let now = clock::now();
         keys.iter()
             .map(|key| {
                 let mut shard = self.shard(key).lock();
@@ -346,7 +450,7 @@ impl Backend for MemoryBackend {
         ttl: Option<Duration>,
         mode: SetMode,
     ) -> Result<bool, BackendError> {
-        let now = Instant::now();
+        let now = clock::now();
         let mut shard = self.shard(key).lock();
         let exists = shard.live(key, now).is_some();
         let write = match mode {
@@ -365,7 +469,7 @@ impl Backend for MemoryBackend {
         entries: &[(&str, Bytes)],
         ttl: Option<Duration>,
     ) -> Result<(), BackendError> {
-        let now = Instant::now();
+        let now = clock::now();
         for (key, value) in entries {
             let mut shard = self.shard(key).lock();
             shard.insert(key, Value::Bytes(value.clone()), deadline(now, ttl), now);
@@ -374,7 +478,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn delete(&self, key: &str) -> Result<bool, BackendError> {
-        let now = Instant::now();
+        let now = clock::now();
         let mut shard = self.shard(key).lock();
         Ok(shard.remove(key).is_some_and(|e| e.is_live(now)))
     }
@@ -391,7 +495,7 @@ impl Backend for MemoryBackend {
 
     async fn delete_match(&self, pattern: &str) -> Result<u64, BackendError> {
         let matcher = GlobMatcher::new(pattern)?;
-        let now = Instant::now();
+        let now = clock::now();
         let mut deleted = 0;
         for shard in self.shards.iter() {
             let mut shard = shard.lock();
@@ -412,7 +516,7 @@ impl Backend for MemoryBackend {
 
     async fn scan(&self, pattern: &str) -> Result<Vec<String>, BackendError> {
         let matcher = GlobMatcher::new(pattern)?;
-        let now = Instant::now();
+        let now = clock::now();
         let mut keys = Vec::new();
         for shard in self.shards.iter() {
             let shard = shard.lock();
@@ -428,7 +532,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn incr(&self, key: &str, by: i64, ttl: Option<Duration>) -> Result<i64, BackendError> {
-        let now = Instant::now();
+        let now = clock::now();
         let mut shard = self.shard(key).lock();
         // Stored as decimal text, like Redis, so `get` of a counter reads the same on every backend.
         let (current, expires_at) = match shard.live(key, now) {
@@ -454,7 +558,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn expire(&self, key: &str, ttl: Duration) -> Result<bool, BackendError> {
-        let now = Instant::now();
+        let now = clock::now();
         let mut shard = self.shard(key).lock();
         match shard.live(key, now) {
             Some(entry) => {
@@ -466,7 +570,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn ttl(&self, key: &str) -> Result<KeyTtl, BackendError> {
-        let now = Instant::now();
+        let now = clock::now();
         let mut shard = self.shard(key).lock();
         Ok(match shard.live(key, now) {
             None => KeyTtl::Missing,
@@ -476,12 +580,12 @@ impl Backend for MemoryBackend {
             Some(Entry {
                 expires_at: Some(at),
                 ..
-            }) => KeyTtl::Remaining(at.saturating_duration_since(now)),
+            }) => KeyTtl::Remaining(clock::until(*at, now)),
         })
     }
 
     async fn unlock(&self, key: &str, token: &[u8]) -> Result<bool, BackendError> {
-        let now = Instant::now();
+        let now = clock::now();
         let mut shard = self.shard(key).lock();
         let owned = shard
             .live(key, now)
@@ -498,7 +602,7 @@ impl Backend for MemoryBackend {
         members: &[&str],
         ttl: Option<Duration>,
     ) -> Result<(), BackendError> {
-        let now = Instant::now();
+        let now = clock::now();
         let mut shard = self.shard(key).lock();
         let existing = match shard.live(key, now).map(|e| e.expires_at) {
             Some(expires_at) => match shard.remove(key).map(|e| e.value) {
@@ -527,7 +631,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn set_members(&self, key: &str) -> Result<Vec<String>, BackendError> {
-        let now = Instant::now();
+        let now = clock::now();
         let mut shard = self.shard(key).lock();
         match shard.live(key, now).map(|e| &e.value) {
             None => Ok(Vec::new()),
@@ -537,7 +641,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn set_remove(&self, key: &str, members: &[&str]) -> Result<u64, BackendError> {
-        let now = Instant::now();
+        let now = clock::now();
         let mut shard = self.shard(key).lock();
         let removed = match shard.live(key, now).map(|e| &mut e.value) {
             None => return Ok(0),
@@ -731,6 +835,68 @@ mod tests {
         assert_eq!(m.get("plain").await.unwrap(), Some(b("v")));
         assert_eq!(m.set_remove("tag", &["b", "c", "d"]).await.unwrap(), 3);
         assert_eq!(m.ttl("tag").await.unwrap(), KeyTtl::Missing);
+    }
+
+    #[tokio::test]
+    async fn typed_reads_decode_once_per_write_and_never_serve_a_stale_copy() {
+        let m = MemoryBackend::builder().max_bytes(1 << 20).build();
+        let decodes = std::cell::Cell::new(0);
+        let read = |key: &str| -> Option<String> {
+            match m
+                .get_typed::<String, _>(key, |bytes| {
+                    decodes.set(decodes.get() + 1);
+                    std::str::from_utf8(bytes).ok().map(str::to_owned)
+                })
+                .unwrap()
+            {
+                TypedRead::Hit(v) => Some(v),
+                TypedRead::Miss | TypedRead::Unreadable => None,
+            }
+        };
+        m.set("k", b("one"), None, SetMode::Always).await.unwrap();
+        let bytes_before = m.used_bytes();
+        assert_eq!(read("k").as_deref(), Some("one"));
+        assert!(m.used_bytes() > bytes_before, "the decoded copy is charged");
+        assert_eq!(read("k").as_deref(), Some("one"));
+        assert_eq!(decodes.get(), 1, "the second read clones the decoded copy");
+        m.set("k", b("two"), None, SetMode::Always).await.unwrap();
+        assert_eq!(
+            read("k").as_deref(),
+            Some("two"),
+            "a write drops the old copy"
+        );
+        assert_eq!(decodes.get(), 2);
+        // Another type decodes from the bytes and keeps its own copy.
+        let len = m
+            .get_typed::<usize, _>("k", |bytes| Some(bytes.len()))
+            .unwrap();
+        assert!(matches!(len, TypedRead::Hit(3)));
+        assert!(matches!(
+            m.get_typed::<usize, _>("k", |_| None).unwrap(),
+            TypedRead::Hit(3)
+        ));
+        assert!(matches!(
+            m.get_typed::<u8, _>("k", |_| None).unwrap(),
+            TypedRead::Unreadable
+        ));
+        m.delete("k").await.unwrap();
+        assert_eq!(
+            m.used_bytes(),
+            0,
+            "charges of decoded copies are released with the entry"
+        );
+        assert_eq!(read("k"), None);
+        m.set(
+            "t",
+            b("x"),
+            Some(Duration::from_millis(20)),
+            SetMode::Always,
+        )
+        .await
+        .unwrap();
+        assert_eq!(read("t").as_deref(), Some("x"));
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert_eq!(read("t"), None, "a decoded copy expires with its entry");
     }
 
     #[tokio::test]

@@ -17,8 +17,9 @@ use crate::error::CacheError;
 /// assert_eq!(<OkOnly as Shape<Result<u8, String>>>::stored(&err), None);
 /// ```
 pub trait Shape<Out> {
-    /// The stored type.
-    type Stored: Serialize + DeserializeOwned;
+    /// The stored type. `Clone + Send + Sync + 'static` because the in-memory backend keeps a decoded copy beside
+    /// the bytes and hands out clones of it (as `cached` and moka do), which makes a memory hit skip decoding.
+    type Stored: Serialize + DeserializeOwned + Clone + Send + Sync + 'static;
 
     /// The part of `out` to store, if any.
     fn stored(out: &Out) -> Option<&Self::Stored>;
@@ -45,7 +46,11 @@ pub struct OkOnly;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StrictOk;
 
-impl<T: Serialize + DeserializeOwned> Shape<T> for Plain {
+/// What a stored value must be; see [`Shape::Stored`].
+pub trait Storable: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
+impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Storable for T {}
+
+impl<T: Storable> Shape<T> for Plain {
     type Stored = T;
     fn stored(out: &T) -> Option<&T> {
         Some(out)
@@ -55,7 +60,7 @@ impl<T: Serialize + DeserializeOwned> Shape<T> for Plain {
     }
 }
 
-impl<T: Serialize + DeserializeOwned, E> Shape<Result<T, E>> for OkOnly {
+impl<T: Storable, E> Shape<Result<T, E>> for OkOnly {
     type Stored = T;
     fn stored(out: &Result<T, E>) -> Option<&T> {
         out.as_ref().ok()
@@ -65,7 +70,7 @@ impl<T: Serialize + DeserializeOwned, E> Shape<Result<T, E>> for OkOnly {
     }
 }
 
-impl<T: Serialize + DeserializeOwned, E: From<CacheError>> Shape<Result<T, E>> for StrictOk {
+impl<T: Storable, E: From<CacheError>> Shape<Result<T, E>> for StrictOk {
     type Stored = T;
     fn stored(out: &Result<T, E>) -> Option<&T> {
         out.as_ref().ok()

@@ -2,13 +2,10 @@
 
 use std::future::Future;
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-
 use super::{run_and_store, served, Options};
 use crate::cache::Cache;
 use crate::context::{self, Ops};
-use crate::shape::OkOnly;
+use crate::shape::{OkOnly, Storable};
 
 /// The name [`detect`](crate::context::detect) reports for values served by [`failover`].
 pub const FAILOVER: &str = "failover";
@@ -34,7 +31,7 @@ pub async fn failover<T, E, Fut>(
     body: Fut,
 ) -> Result<T, E>
 where
-    T: Serialize + DeserializeOwned,
+    T: Storable,
     Fut: Future<Output = Result<T, E>>,
 {
     let flags = context::flags();

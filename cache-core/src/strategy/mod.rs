@@ -166,7 +166,11 @@ where
     let flags = context::flags();
     match lookup::<S, Out>(cache, &key, flags).await {
         Lookup::Hit(meta, value) => {
-            served(cache, &key, CACHED, &meta, false);
+            // The hot path: `served` without its task-local access when nobody detects.
+            cache.metrics_ref().hit();
+            if flags.detecting {
+                context::record_hit(|| hit(&key, CACHED, &meta, false));
+            }
             S::rebuild(value)
         }
         Lookup::Strict(out) => out,
@@ -343,7 +347,7 @@ where
     if !flags.allows(Ops::GET) {
         return Lookup::Miss { coalesce: false };
     }
-    match cache.read_entry::<S::Stored>(key).await {
+    match cache.read_typed::<S::Stored>(key).await {
         Ok(Some((meta, value))) if flags.max_age.is_none_or(|max| meta.age() < max) => {
             return Lookup::Hit(meta, value);
         }

@@ -164,6 +164,18 @@ pub trait Backend: Send + Sync + 'static {
         Err(BackendError::Unsupported("set_remove"))
     }
 
+    /// The embedded memory backend behind this one, if it is one. [`Cache`](crate::Cache) reads it directly —
+    /// without the boxed future of this trait, and without decoding on hits of cached functions. Other backends
+    /// keep the default `None`.
+    ///
+    /// ```
+    /// use cache_core::{Backend, MemoryBackend};
+    /// assert!(MemoryBackend::default().as_memory().is_some());
+    /// ```
+    fn as_memory(&self) -> Option<&crate::MemoryBackend> {
+        None
+    }
+
     /// A short name for logs and metrics, such as `"memory"` or `"redis"`.
     fn name(&self) -> &'static str {
         "backend"

@@ -1,6 +1,5 @@
 //! The [`Cache`] handle, its builder and the process-wide default.
 
-use std::any::Any;
 use std::future::Future;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -43,9 +42,6 @@ pub struct Cache {
 
 pub(crate) struct Inner {
     default: Arc<dyn Backend>,
-    /// `default` again when it is the in-memory backend: reads of its keys then call it directly instead of through
-    /// the `Backend` trait, whose `async_trait` future costs an allocation and a dynamic poll on every hit.
-    default_memory: Option<Arc<MemoryBackend>>,
     /// Longest prefix first, so the most specific route wins.
     routes: Vec<(String, Arc<dyn Backend>)>,
     pub(crate) codec: Codec,
@@ -88,7 +84,6 @@ impl std::fmt::Debug for Cache {
 #[derive(Default)]
 pub struct CacheBuilder {
     default: Option<Arc<dyn Backend>>,
-    default_memory: Option<Arc<MemoryBackend>>,
     routes: Vec<(String, Arc<dyn Backend>)>,
     codec: Codec,
     strict: bool,
@@ -97,28 +92,13 @@ pub struct CacheBuilder {
 impl CacheBuilder {
     /// The backend for every key no route claims. Default: an in-memory backend of
     /// [`MemoryBackend::DEFAULT_MAX_ENTRIES`] entries.
-    pub fn backend(mut self, backend: impl Backend) -> Self {
-        // Recognise the in-memory backend to give it the direct read path (see `Inner::default_memory`).
-        let mut slot = Some(backend);
-        let memory = (&mut slot as &mut dyn Any)
-            .downcast_mut::<Option<MemoryBackend>>()
-            .and_then(Option::take);
-        if let Some(memory) = memory {
-            let memory = Arc::new(memory);
-            self.default = Some(memory.clone());
-            self.default_memory = Some(memory);
-            return self;
-        }
-        match slot {
-            Some(backend) => self.backend_arc(Arc::new(backend)),
-            None => self,
-        }
+    pub fn backend(self, backend: impl Backend) -> Self {
+        self.backend_arc(Arc::new(backend))
     }
 
     /// Like [`CacheBuilder::backend`] for a backend that is already shared.
     pub fn backend_arc(mut self, backend: Arc<dyn Backend>) -> Self {
         self.default = Some(backend);
-        self.default_memory = None;
         self
     }
 
@@ -145,17 +125,11 @@ impl CacheBuilder {
     pub fn build(mut self) -> Cache {
         self.routes
             .sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
-        let (default, default_memory) = match self.default {
-            Some(backend) => (backend, self.default_memory),
-            None => {
-                let memory = Arc::new(MemoryBackend::default());
-                (memory.clone() as Arc<dyn Backend>, Some(memory))
-            }
-        };
         Cache {
             inner: Arc::new(Inner {
-                default,
-                default_memory,
+                default: self
+                    .default
+                    .unwrap_or_else(|| Arc::new(MemoryBackend::default())),
                 routes: self.routes,
                 codec: self.codec,
                 strict: self.strict,
@@ -217,15 +191,10 @@ impl Cache {
             .map_or(&self.inner.default, |(_, backend)| backend)
     }
 
-    /// The in-memory backend that holds `key`, when it is the default one and no route claims the key.
+    /// The in-memory backend that holds `key`, if that is where it lives: its reads skip the boxed future of the
+    /// `Backend` trait, and hits of cached functions skip decoding (see `MemoryBackend::get_typed`).
     fn memory_for(&self, key: &str) -> Option<&MemoryBackend> {
-        let memory = self.inner.default_memory.as_deref()?;
-        let routed = self
-            .inner
-            .routes
-            .iter()
-            .any(|(prefix, _)| key.starts_with(prefix.as_str()));
-        (!routed).then_some(memory)
+        self.backend_for(key).as_memory()
     }
 
     /// Every distinct backend (the default one first), for operations over all keys.

@@ -15,7 +15,7 @@
 //!   it for large values or far-away servers.
 //!   Commands already in flight when a server dies can still wait out that timeout (and so can callers sharing
 //!   their result); everything sent afterwards fails fast.
-//! - Wrap the backend in a [`CircuitBreaker`](crate::CircuitBreaker) (the URL [`setup`](crate::setup) does it by
+//! - Wrap the backend in a [`CircuitBreaker`](crate::CircuitBreaker) (the URL [`setup`](fn@crate::setup) does it by
 //!   default) so that a server that *accepts* connections but does not answer costs one timeout per cooldown
 //!   rather than one per call.
 //!

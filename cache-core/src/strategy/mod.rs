@@ -407,7 +407,7 @@ pub(crate) fn hit(key: &str, strategy: &'static str, meta: &EnvelopeMeta, stale:
 /// # }
 /// ```
 pub async fn refresh<S, Out, Fut>(
-    _shape: S,
+    shape: S,
     cache: &Cache,
     key: String,
     ttl: Option<Duration>,
@@ -422,9 +422,7 @@ where
         condition,
         ..Options::ttl(ttl)
     };
-    run_and_store::<S, Out, Fut>(cache, &key, &options, context::flags(), body)
-        .await
-        .0
+    refresh_with(shape, cache, key, options, body).await
 }
 
 /// Recomputes `key` on the Tokio runtime, outside the caller's context scope (a refresh serves later callers, not

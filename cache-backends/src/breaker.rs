@@ -304,10 +304,16 @@ impl<B> CircuitBreaker<B> {
     }
 
     fn on_success(&self) {
-        self.consecutive_failures.store(0, Ordering::Relaxed);
+        // Read before writing: on the healthy path nothing changes, and an unconditional write would move these
+        // cache lines between cores on every call.
+        if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
+            self.consecutive_failures.store(0, Ordering::Relaxed);
+        }
         // Any answer from the backend proves it is reachable, so an in-flight call that started before the breaker
         // opened may close it too.
-        if self.opened_at.swap(0, Ordering::AcqRel) != 0 {
+        if self.opened_at.load(Ordering::Acquire) != 0
+            && self.opened_at.swap(0, Ordering::AcqRel) != 0
+        {
             tracing::info!(
                 backend = std::any::type_name::<B>(),
                 "circuit breaker closed: backend answers again"

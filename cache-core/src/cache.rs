@@ -370,13 +370,8 @@ impl Cache {
         keys: &[&str],
     ) -> Result<Vec<Option<T>>, CacheError> {
         let mut out: Vec<Option<T>> = keys.iter().map(|_| None).collect();
-        for backend in self.backends_in_use(keys) {
-            let (positions, subset): (Vec<usize>, Vec<&str>) = keys
-                .iter()
-                .enumerate()
-                .filter(|(_, k)| Arc::ptr_eq(self.backend_for(k), backend))
-                .map(|(i, k)| (i, *k))
-                .unzip();
+        for (backend, positions) in self.group_by_backend(keys) {
+            let subset: Vec<&str> = positions.iter().map(|&i| keys[i]).collect();
             let values = backend
                 .get_many(&subset)
                 .await
@@ -388,15 +383,18 @@ impl Cache {
         Ok(out)
     }
 
-    fn backends_in_use<'a>(&'a self, keys: &[&str]) -> Vec<&'a Arc<dyn Backend>> {
-        let mut used: Vec<&Arc<dyn Backend>> = Vec::new();
-        for key in keys {
+    /// The positions of `keys`, grouped by the backend that holds them (each key routed once; groups in the order
+    /// their first key appears).
+    fn group_by_backend<'a>(&'a self, keys: &[&str]) -> Vec<(&'a Arc<dyn Backend>, Vec<usize>)> {
+        let mut groups: Vec<(&Arc<dyn Backend>, Vec<usize>)> = Vec::new();
+        for (position, key) in keys.iter().enumerate() {
             let backend = self.backend_for(key);
-            if !used.iter().any(|b| Arc::ptr_eq(b, backend)) {
-                used.push(backend);
+            match groups.iter_mut().find(|(b, _)| Arc::ptr_eq(b, backend)) {
+                Some((_, positions)) => positions.push(position),
+                None => groups.push((backend, vec![position])),
             }
         }
-        used
+        groups
     }
 
     /// Stores a value for `ttl` (or until evicted).
@@ -434,13 +432,12 @@ impl Cache {
         ttl: Option<Duration>,
     ) -> Result<(), CacheError> {
         let keys: Vec<&str> = entries.iter().map(|(k, _)| *k).collect();
-        for backend in self.backends_in_use(&keys) {
-            let mut batch = Vec::new();
-            for (key, value) in entries {
-                if Arc::ptr_eq(self.backend_for(key), backend) {
-                    let meta = EnvelopeMeta::new(self.inner.codec, ttl);
-                    batch.push((*key, self.encode(*value, meta)?));
-                }
+        for (backend, positions) in self.group_by_backend(&keys) {
+            let mut batch = Vec::with_capacity(positions.len());
+            for position in positions {
+                let (key, value) = entries[position];
+                let meta = EnvelopeMeta::new(self.inner.codec, ttl);
+                batch.push((key, self.encode(value, meta)?));
             }
             backend
                 .set_many(&batch, ttl)
@@ -479,12 +476,8 @@ impl Cache {
     /// ```
     pub async fn delete_many(&self, keys: &[&str]) -> Result<u64, CacheError> {
         let mut deleted = 0;
-        for backend in self.backends_in_use(keys) {
-            let subset: Vec<&str> = keys
-                .iter()
-                .copied()
-                .filter(|k| Arc::ptr_eq(self.backend_for(k), backend))
-                .collect();
+        for (backend, positions) in self.group_by_backend(keys) {
+            let subset: Vec<&str> = positions.iter().map(|&i| keys[i]).collect();
             deleted += backend
                 .delete_many(&subset)
                 .await

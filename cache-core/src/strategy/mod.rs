@@ -269,14 +269,19 @@ where
         return None;
     }
     let value = S::stored(out)?;
-    let mut meta = EnvelopeMeta::new(cache.codec(), options.ttl);
-    if let Some(after) = options.refresh_after {
-        meta = meta.with_refresh_after(after);
-    }
     cache
-        .encode(value, meta)
+        .encode(value, envelope(cache, options))
         .inspect_err(|error| tracing::warn!(key, %error, "value not cached: it cannot be encoded"))
         .ok()
+}
+
+/// The envelope of a value stored now under `options`: its TTL and, for early/soft values, its refresh deadline.
+fn envelope<Out>(cache: &Cache, options: &Options<Out>) -> EnvelopeMeta {
+    let meta = EnvelopeMeta::new(cache.codec(), options.ttl);
+    match options.refresh_after {
+        Some(after) => meta.with_refresh_after(after),
+        None => meta,
+    }
 }
 
 /// Writes encoded bytes (unless writes are disabled) and registers tags.
@@ -507,11 +512,7 @@ pub async fn store_with<S: Shape<Out>, Out>(
     options: &Options<Out>,
     value: &S::Stored,
 ) -> Result<(), CacheError> {
-    let mut meta = EnvelopeMeta::new(cache.codec(), options.ttl);
-    if let Some(after) = options.refresh_after {
-        meta = meta.with_refresh_after(after);
-    }
-    let bytes = cache.encode(value, meta)?;
+    let bytes = cache.encode(value, envelope(cache, options))?;
     cache.write_bytes(key, bytes, options.ttl).await?;
     tags::register(cache, key, &options.tags, options.ttl).await;
     Ok(())

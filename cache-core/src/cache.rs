@@ -191,12 +191,6 @@ impl Cache {
             .map_or(&self.inner.default, |(_, backend)| backend)
     }
 
-    /// The in-memory backend that holds `key`, if that is where it lives: its reads skip the boxed future of the
-    /// `Backend` trait, and hits of cached functions skip decoding (see `MemoryBackend::get_typed`).
-    fn memory_for(&self, key: &str) -> Option<&MemoryBackend> {
-        self.backend_for(key).as_memory()
-    }
-
     /// Every distinct backend (the default one first), for operations over all keys.
     fn backends(&self) -> impl Iterator<Item = &Arc<dyn Backend>> {
         std::iter::once(&self.inner.default).chain(self.inner.routes.iter().map(|(_, b)| b))
@@ -250,9 +244,18 @@ impl Cache {
         &self,
         key: &str,
     ) -> Result<Option<(EnvelopeMeta, T)>, CacheError> {
-        let read = match self.memory_for(key) {
+        self.read_bytes_from(self.backend_for(key), key).await
+    }
+
+    /// Reads and decodes one entry from the backend that holds it.
+    async fn read_bytes_from<T: DeserializeOwned>(
+        &self,
+        backend: &Arc<dyn Backend>,
+        key: &str,
+    ) -> Result<Option<(EnvelopeMeta, T)>, CacheError> {
+        let read = match backend.as_memory() {
             Some(memory) => memory.get_now(key),
-            None => self.backend_for(key).get(key).await,
+            None => backend.get(key).await,
         };
         let Some(bytes) = read.inspect_err(|e| {
             self.note_backend_error("get", key, e);
@@ -263,7 +266,7 @@ impl Cache {
         Ok(self.decode_or_miss(key, &bytes))
     }
 
-    /// [`Cache::read_entry`] for the strategies' hit path: on the in-memory default backend a hit clones the
+    /// [`Cache::read_entry`] for the strategies' hit path: on a memory backend a hit clones the
     /// entry's decoded copy instead of decoding its bytes (see `MemoryBackend::get_typed`).
     pub(crate) async fn read_typed<T>(
         &self,
@@ -272,8 +275,9 @@ impl Cache {
     where
         T: DeserializeOwned + Clone + Send + Sync + 'static,
     {
-        let Some(memory) = self.memory_for(key) else {
-            return self.read_entry(key).await;
+        let backend = self.backend_for(key);
+        let Some(memory) = backend.as_memory() else {
+            return self.read_bytes_from(backend, key).await;
         };
         let read = memory.get_typed::<(EnvelopeMeta, T), _>(key, |bytes| {
             // Undecodable bytes are counted and logged here, and read as a miss.

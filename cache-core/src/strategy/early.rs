@@ -97,7 +97,7 @@ where
                     );
                 }
             }
-            served(cache, &key, EARLY, &meta, false);
+            served(cache, &key, EARLY, &meta, false, flags);
             S::rebuild(value)
         }
         Lookup::Strict(out) => out,
@@ -161,7 +161,7 @@ where
                     }
                 }
             }
-            served(cache, &key, EARLY, &meta, false);
+            served(cache, &key, EARLY, &meta, false, flags);
             S::rebuild(value)
         }
         Lookup::Strict(out) => out,

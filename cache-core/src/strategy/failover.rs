@@ -46,7 +46,7 @@ where
     match cache.read_entry::<T>(&key).await {
         Ok(Some((meta, value))) => {
             tracing::info!(key, "body failed; serving the last good value");
-            served(cache, &key, FAILOVER, &meta, true);
+            served(cache, &key, FAILOVER, &meta, true, flags);
             Ok(value)
         }
         _ => Err(error),

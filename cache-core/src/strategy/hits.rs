@@ -68,7 +68,7 @@ where
                         },
                     );
                 }
-                served(cache, &key, HITS, &meta, false);
+                served(cache, &key, HITS, &meta, false, flags);
                 return S::rebuild(value);
             }
             // Used up: recompute like a miss.

@@ -120,7 +120,7 @@ where
     let flags = context::flags();
     match lookup::<S, Out>(cache, &key, flags).await {
         Lookup::Hit(meta, value) => {
-            served(cache, &key, CACHED, &meta, false);
+            served(cache, &key, CACHED, &meta, false, flags);
             return S::rebuild(value);
         }
         Lookup::Strict(out) => return out,
@@ -140,7 +140,7 @@ where
                 // Another holder may have stored the value between our miss and our lock.
                 if let Ok(Some((meta, value))) = cache.read_entry::<S::Stored>(&key).await {
                     release(cache, &lock_key, &token).await;
-                    served(cache, &key, LOCKED, &meta, false);
+                    served(cache, &key, LOCKED, &meta, false, flags);
                     return S::rebuild(value);
                 }
                 break Some(token);
@@ -148,7 +148,7 @@ where
             Ok(None) if waiting_since.elapsed() < lock.wait => {
                 tokio::time::sleep(lock.poll).await;
                 if let Ok(Some((meta, value))) = cache.read_entry::<S::Stored>(&key).await {
-                    served(cache, &key, LOCKED, &meta, false);
+                    served(cache, &key, LOCKED, &meta, false, flags);
                     return S::rebuild(value);
                 }
             }

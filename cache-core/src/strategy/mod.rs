@@ -166,11 +166,7 @@ where
     let flags = context::flags();
     match lookup::<S, Out>(cache, &key, flags).await {
         Lookup::Hit(meta, value) => {
-            // The hot path: `served` without its task-local access when nobody detects.
-            cache.metrics_ref().hit();
-            if flags.detecting {
-                context::record_hit(|| hit(&key, CACHED, &meta, false));
-            }
+            served(cache, &key, CACHED, &meta, false, flags);
             S::rebuild(value)
         }
         Lookup::Strict(out) => out,
@@ -525,9 +521,13 @@ pub(crate) fn served(
     strategy: &'static str,
     meta: &EnvelopeMeta,
     stale: bool,
+    flags: context::Flags,
 ) {
     cache.metrics_ref().hit();
-    context::record_hit(|| hit(key, strategy, meta, stale));
+    // Without a `detect` scope (known from the flags already read) the hit path skips a task-local access.
+    if flags.detecting {
+        context::record_hit(|| hit(key, strategy, meta, stale));
+    }
 }
 
 /// Suffixes of the helper keys strategies keep next to a value. They stay beside the value's key so a prefix

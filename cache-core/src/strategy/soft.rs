@@ -44,7 +44,7 @@ where
     let flags = context::flags();
     let (stale, coalesce) = match lookup::<S, Out>(cache, &key, flags).await {
         Lookup::Hit(meta, value) if !meta.needs_refresh() => {
-            served(cache, &key, CACHED, &meta, false);
+            served(cache, &key, CACHED, &meta, false, flags);
             return S::rebuild(value);
         }
         Lookup::Hit(meta, value) => (Some((meta, value)), true),
@@ -55,7 +55,7 @@ where
     match stale {
         Some((meta, value)) if S::stored(&out).is_none() => {
             tracing::info!(key, "recomputation failed; serving the stale value");
-            served(cache, &key, SOFT, &meta, true);
+            served(cache, &key, SOFT, &meta, true, flags);
             S::rebuild(value)
         }
         _ => out,

@@ -733,3 +733,175 @@ async fn sets_index_members_and_only_extend_their_ttl() {
         Err(BackendError::WrongType(_))
     ));
 }
+
+/// `suppress(true)`: typed operations on a failing backend answer neutrally instead of erroring, and each
+/// failure is counted; without it they report the error.
+#[tokio::test]
+async fn suppress_turns_backend_failures_into_neutral_answers() {
+    init_tracing();
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let redis = RedisBackend::builder()
+        .url(server.url())
+        .key_prefix("t-suppress:")
+        .command_timeout(Duration::from_millis(300))
+        .build()
+        .await
+        .unwrap();
+    let suppressing = Cache::builder()
+        .backend(redis.clone())
+        .suppress(true)
+        .build();
+    let strict = Cache::builder().backend(redis.clone()).build();
+    suppressing.set("k", &1u8, None).await.unwrap();
+    server.kill();
+
+    assert!(strict.get::<u8>("k").await.unwrap_err().is_backend());
+    assert_eq!(suppressing.get::<u8>("k").await.unwrap(), None);
+    assert_eq!(
+        suppressing.get_many::<u8>(&["k", "j"]).await.unwrap(),
+        vec![None, None]
+    );
+    suppressing.set("k", &2u8, None).await.unwrap();
+    suppressing.set_many(&[("k", &2u8)], None).await.unwrap();
+    assert!(!suppressing.delete("k").await.unwrap());
+    assert_eq!(suppressing.delete_many(&["k"]).await.unwrap(), 0);
+    assert_eq!(suppressing.delete_match("*").await.unwrap(), 0);
+    assert!(suppressing.scan("*").await.unwrap().is_empty());
+    assert!(!suppressing
+        .expire("k", Duration::from_secs(1))
+        .await
+        .unwrap());
+    assert_eq!(suppressing.ttl("k").await.unwrap(), KeyTtl::Missing);
+    assert!(
+        suppressing.incr("n", 1, None).await.is_err(),
+        "a counter has no neutral answer"
+    );
+    assert!(
+        suppressing.ping().await.is_err(),
+        "the health check is never suppressed"
+    );
+    assert!(suppressing.metrics().backend_errors >= 10);
+}
+
+/// Regression: with prefix `app`, `clear()` also deleted the keys of an application using `apple:`.
+#[tokio::test]
+async fn clear_refuses_a_prefix_without_a_separator_and_setup_warns() {
+    let Some(server) = shared_redis() else { return };
+    let logs = CapturedLogs::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
+    let app = RedisBackend::builder()
+        .url(server.url())
+        .key_prefix("t-sep")
+        .build()
+        .await
+        .unwrap();
+    drop(guard);
+    assert!(
+        logs.text().contains("does not end with a separator"),
+        "no warning at setup: {}",
+        logs.text()
+    );
+    let (other, _) = backend("t-separate:").await.unwrap();
+    other.set("k", b("x"), None, SetMode::Always).await.unwrap();
+    app.set("k", b("x"), None, SetMode::Always).await.unwrap();
+    let error = app.clear().await.unwrap_err();
+    assert!(matches!(error, BackendError::Invalid(_)), "{error:?}");
+    assert!(error.to_string().contains("separator"), "{error}");
+    assert_eq!(
+        other.get("k").await.unwrap(),
+        Some(b("x")),
+        "the other app's key survives"
+    );
+    assert_eq!(app.get("k").await.unwrap(), Some(b("x")));
+
+    let separated = RedisBackend::builder()
+        .url(server.url())
+        .key_prefix("t-sep:")
+        .build()
+        .await
+        .unwrap();
+    separated
+        .set("k", b("x"), None, SetMode::Always)
+        .await
+        .unwrap();
+    separated.clear().await.unwrap();
+    assert_eq!(separated.get("k").await.unwrap(), None);
+    assert_eq!(other.get("k").await.unwrap(), Some(b("x")));
+}
+
+/// Collects what a tracing subscriber writes, for asserting on warnings.
+#[derive(Clone, Default)]
+struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CapturedLogs {
+    type Writer = CapturedLogs;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// Regression: corrupted values that still decoded were served from Redis too. 1–8 flipped bits in stored
+/// entries: every read is a miss, never another value.
+#[tokio::test]
+async fn corrupted_entries_on_redis_are_misses() {
+    let Some((redis, _)) = backend("t-flips:").await else {
+        return;
+    };
+    let cache = Cache::builder().backend(redis.clone()).build();
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for round in 0..1_000u64 {
+        let key = format!("k{}", round % 50);
+        let value = Account {
+            id: round,
+            owner: format!("owner-{round}"),
+        };
+        cache.set(&key, &value, None).await.unwrap();
+        let mut bytes = redis.get(&key).await.unwrap().unwrap().to_vec();
+        let flips = 1 + next() % 8;
+        let mut flipped = std::collections::HashSet::new();
+        while (flipped.len() as u64) < flips {
+            flipped.insert(next() as usize % (bytes.len() * 8));
+        }
+        for bit in flipped {
+            bytes[bit / 8] ^= 1 << (bit % 8);
+        }
+        redis
+            .set(&key, bytes.into(), None, SetMode::Always)
+            .await
+            .unwrap();
+        assert_eq!(
+            cache.get::<Account>(&key).await.unwrap(),
+            None,
+            "round {round}"
+        );
+    }
+    assert!(cache.metrics().decode_errors >= 1_000);
+}

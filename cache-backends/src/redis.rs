@@ -25,6 +25,11 @@
 //! applications can share one database; [`Backend::clear`] deletes only the prefix (with `SCAN` + `UNLINK`, never
 //! `KEYS`). Values are stored exactly as given, so `redis-cli GET <prefix><key>` shows what the cache wrote.
 //!
+//! **Prefixes must not overlap.** `clear` and `delete_match("*")` delete every key that *starts with* the
+//! prefix: with prefix `app` they also delete the keys of an application using `apple:`, and with `app:` those
+//! of one using `app:b:`. End every prefix with a separator (`app:`; a prefix without one is warned about when
+//! the backend is built, and `clear` refuses it) and give no application a prefix that starts with another's.
+//!
 //! # Cluster
 //!
 //! Multi-key commands (`MGET`, `DEL`) are split per hash slot and sent concurrently; `SCAN` visits every primary.
@@ -272,6 +277,9 @@ impl RedisBackendBuilder {
 
     /// Prepends `prefix` to every key (default: none). [`Backend::clear`] then removes only keys under it.
     ///
+    /// End it with a separator such as `:` and keep it from being the start of another application's prefix on
+    /// the same server: `clear` deletes everything that starts with it (see the module docs).
+    ///
     /// # Example
     /// ```
     /// let builder = cache_backends::RedisBackend::builder().key_prefix("billing:");
@@ -413,6 +421,13 @@ impl RedisBackendBuilder {
             .build_pool(self.pool_size)
             .map_err(|e| SetupError::Redis(e.details().to_owned()))?;
 
+        if !self.prefix.is_empty() && !ends_with_separator(&self.prefix) {
+            tracing::warn!(
+                prefix = self.prefix,
+                "cache key prefix does not end with a separator such as ':'; clear() and delete_match(\"*\") would \
+                 also reach every other prefix that starts with it, so clear() refuses to run"
+            );
+        }
         drop(pool.connect_pool());
         match tokio::time::timeout(connect_timeout, pool.wait_for_connect()).await {
             Ok(Ok(())) => tracing::debug!(clustered, "redis backend connected"),
@@ -683,6 +698,15 @@ fn parse_scan_reply(reply: Value) -> Result<(String, Vec<String>), BackendError>
     Ok((cursor, keys))
 }
 
+/// Whether a key prefix ends with a separator (ASCII punctuation such as `:`), so that no other application's
+/// prefix can merely continue its last word (`app` / `apple:`).
+fn ends_with_separator(prefix: &str) -> bool {
+    prefix
+        .chars()
+        .last()
+        .is_some_and(|c| c.is_ascii_punctuation())
+}
+
 /// Escapes Redis glob metacharacters so a prefix matches only itself.
 fn escape_glob(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
@@ -947,6 +971,15 @@ impl Backend for RedisBackend {
                  clear_all on a database dedicated to the cache"
                     .into(),
             ));
+        }
+        if !ends_with_separator(&self.inner.prefix) {
+            return Err(BackendError::Invalid(format!(
+                "clear with key prefix {:?} would also delete the keys of every prefix that starts with it \
+                 ({:?}…); end the prefix with a separator such as ':' or enable clear_all on a database \
+                 dedicated to the cache",
+                self.inner.prefix,
+                format!("{}x", self.inner.prefix),
+            )));
         }
         self.delete_match("*").await.map(|_| ())
     }

@@ -380,3 +380,268 @@ async fn set_global_replaces_the_default() {
     cache_core::global().set("g", &1u8, None).await.unwrap();
     assert_eq!(mine.get::<u8>("g").await.unwrap(), Some(1));
 }
+
+/// Regression (single-flight takeover race): after an abandoned leader, a waiter could read the cache (miss),
+/// the new leader store and unregister, and the waiter then lead and run the body a third time. Looped so the
+/// interleaving is actually hit: without the re-check after winning leadership this failed within a few dozen
+/// rounds on a 2-core machine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn after_an_abandoned_leader_exactly_one_waiter_runs_the_body() {
+    for round in 0..300 {
+        let cache = Cache::memory();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let leader = {
+            let (cache, runs) = (cache.clone(), runs.clone());
+            tokio::spawn(async move {
+                cache
+                    .get_or_set("k", None, || async {
+                        runs.fetch_add(1, SeqCst);
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                        panic!("body failed");
+                        #[allow(unreachable_code)]
+                        0u32
+                    })
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let waiters: Vec<_> = (0..8)
+            .map(|_| {
+                let (cache, runs) = (cache.clone(), runs.clone());
+                tokio::spawn(async move {
+                    cache
+                        .get_or_set("k", None, || async {
+                            runs.fetch_add(1, SeqCst);
+                            7u32
+                        })
+                        .await
+                })
+            })
+            .collect();
+        assert!(leader.await.is_err());
+        for w in waiters {
+            assert_eq!(w.await.unwrap(), 7);
+        }
+        assert_eq!(runs.load(SeqCst), 2, "round {round}");
+    }
+}
+
+/// The same race without a panic: a caller whose read missed just before another leader stored and left must
+/// not compute the key again. Every round, 8 concurrent cold callers run the body exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_caller_that_missed_just_before_a_store_does_not_recompute() {
+    let cache = Cache::memory();
+    for round in 0..500 {
+        let key = format!("k{round}");
+        let runs = Arc::new(AtomicUsize::new(0));
+        let callers: Vec<_> = (0..8)
+            .map(|_| {
+                let (cache, runs, key) = (cache.clone(), runs.clone(), key.clone());
+                tokio::spawn(async move {
+                    cache
+                        .get_or_set(&key, None, || async {
+                            runs.fetch_add(1, SeqCst);
+                            round
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for c in callers {
+            assert_eq!(c.await.unwrap(), round);
+        }
+        assert_eq!(runs.load(SeqCst), 1, "round {round}");
+    }
+}
+
+/// Regression: a body asking for its own key became a follower of itself and hung forever.
+#[tokio::test]
+async fn a_body_that_asks_for_its_own_key_does_not_deadlock() {
+    let cache = Cache::memory();
+    let inner_cache = cache.clone();
+    let outer = cache.get_or_set("k", None, || async move {
+        let inner: u32 = inner_cache.get_or_set("k", None, || async { 1 }).await;
+        inner + 1
+    });
+    let v = tokio::time::timeout(Duration::from_secs(5), outer)
+        .await
+        .expect("same-key recursion hung");
+    assert_eq!(v, 2);
+    assert_eq!(
+        cache.get::<u32>("k").await.unwrap(),
+        Some(2),
+        "the outer value is stored"
+    );
+
+    // Also through a task the body spawns with its context, and on other keys as before.
+    let spawner = cache.clone();
+    let outer = cache.get_or_set("s", None, || async move {
+        let c = spawner.clone();
+        let inner =
+            context::spawn(async move { c.get_or_set("s", None, || async { 10u32 }).await })
+                .await
+                .unwrap();
+        let other: u32 = spawner.get_or_set("other", None, || async { 5 }).await;
+        inner + other
+    });
+    let v = tokio::time::timeout(Duration::from_secs(5), outer)
+        .await
+        .expect("same-key recursion through a spawned task hung");
+    assert_eq!(v, 15);
+    assert_eq!(cache.get::<u32>("other").await.unwrap(), Some(5));
+}
+
+/// Regression: the typed API ignored the context (`invalidate_further`, disabled ops) and typed reads were not
+/// counted in the metrics.
+#[tokio::test]
+async fn typed_operations_honour_the_scope_and_are_counted() {
+    let cache = Cache::memory();
+    cache.set("k", &1u8, None).await.unwrap();
+
+    let read = context::invalidate_further(cache.get::<u8>("k"))
+        .await
+        .unwrap();
+    assert_eq!(read, None, "a read inside invalidate_further misses");
+    assert_eq!(
+        cache.get::<u8>("k").await.unwrap(),
+        None,
+        "and deleted the entry"
+    );
+
+    cache
+        .set_many(&[("a", &1u8), ("b", &2u8)], None)
+        .await
+        .unwrap();
+    let read = context::invalidate_further(cache.get_many::<u8>(&["a", "b"])).await;
+    assert_eq!(read.unwrap(), vec![None, None]);
+    assert_eq!(
+        cache.get_many::<u8>(&["a", "b"]).await.unwrap(),
+        vec![None, None]
+    );
+
+    cache.set("k", &1u8, None).await.unwrap();
+    let read = context::disabling(Ops::GET, cache.get::<u8>("k"))
+        .await
+        .unwrap();
+    assert_eq!(read, None);
+    assert_eq!(
+        cache.get::<u8>("k").await.unwrap(),
+        Some(1),
+        "a disabled read deletes nothing"
+    );
+    let old = context::with_max_age(Duration::ZERO, cache.get::<u8>("k"))
+        .await
+        .unwrap();
+    assert_eq!(old, None, "max-age applies to typed reads");
+
+    context::disabling(Ops::SET, async {
+        cache.set("s", &1u8, None).await.unwrap();
+        cache.set_many(&[("t", &1u8)], None).await.unwrap();
+        assert!(!cache.expire("k", Duration::from_millis(1)).await.unwrap());
+    })
+    .await;
+    assert_eq!(
+        cache.get_many::<u8>(&["s", "t"]).await.unwrap(),
+        vec![None, None]
+    );
+    assert_eq!(
+        cache.ttl("k").await.unwrap(),
+        cache_core::KeyTtl::Persistent
+    );
+
+    context::disabling(Ops::DELETE, async {
+        assert!(!cache.delete("k").await.unwrap());
+        assert_eq!(cache.delete_many(&["k"]).await.unwrap(), 0);
+        assert_eq!(cache.delete_match("*").await.unwrap(), 0);
+        cache.clear().await.unwrap();
+    })
+    .await;
+    assert_eq!(
+        cache.get::<u8>("k").await.unwrap(),
+        Some(1),
+        "nothing was deleted"
+    );
+
+    let disabled = context::disabling(Ops::INCR, cache.incr("n", 1, None)).await;
+    assert!(
+        matches!(disabled, Err(cache_core::CacheError::Disabled(ops)) if ops == Ops::INCR),
+        "{disabled:?}"
+    );
+    assert_eq!(
+        cache.incr("n", 1, None).await.unwrap(),
+        1,
+        "nothing was counted while disabled"
+    );
+
+    let before = cache.metrics();
+    cache.get::<u8>("k").await.unwrap();
+    cache.get::<u8>("missing").await.unwrap();
+    cache.get_many::<u8>(&["k", "missing"]).await.unwrap();
+    let after = cache.metrics();
+    assert_eq!(
+        (after.hits - before.hits, after.misses - before.misses),
+        (2, 2)
+    );
+}
+
+/// Regression: a loop of memory hits never yielded, so other tasks on the same worker (timers, I/O) starved.
+#[tokio::test(flavor = "current_thread")]
+async fn a_loop_of_memory_hits_lets_other_tasks_run() {
+    let cache = Cache::memory();
+    cache.get_or_set("k", None, || async { 1u8 }).await;
+    let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = ran.clone();
+    tokio::spawn(async move { flag.store(true, SeqCst) });
+    let mut hits = 0;
+    while !ran.load(SeqCst) && hits < 100_000 {
+        cache.get_or_set("k", None, || async { 2u8 }).await;
+        cache.get::<u8>("k").await.unwrap();
+        hits += 1;
+    }
+    assert!(
+        ran.load(SeqCst),
+        "the other task never ran during {hits} hits"
+    );
+}
+
+/// Regression: corrupted values that still decoded were served. Flip 1–8 random bits of stored entries: every
+/// read is a miss (counted), never a different value.
+#[tokio::test]
+async fn corrupted_entries_are_misses_never_wrong_values() {
+    let backend = Arc::new(MemoryBackend::default());
+    let cache = Cache::builder().backend_arc(backend.clone()).build();
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for round in 0..5_000u64 {
+        let key = format!("acct:{round}");
+        cache.set(&key, &account(round), None).await.unwrap();
+        let mut bytes = backend.get(&key).await.unwrap().unwrap().to_vec();
+        let flips = 1 + next() % 8;
+        let mut flipped = std::collections::HashSet::new();
+        while (flipped.len() as u64) < flips {
+            flipped.insert(next() as usize % (bytes.len() * 8));
+        }
+        for bit in flipped {
+            bytes[bit / 8] ^= 1 << (bit % 8);
+        }
+        backend
+            .set(&key, bytes.into(), None, SetMode::Always)
+            .await
+            .unwrap();
+        assert_eq!(
+            cache.get::<Account>(&key).await.unwrap(),
+            None,
+            "round {round}"
+        );
+        let got = cache
+            .get_or_set(&key, None, || async { account(round) })
+            .await;
+        assert_eq!(got, account(round), "round {round}");
+    }
+    assert!(cache.metrics().decode_errors >= 5_000);
+}

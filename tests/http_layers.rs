@@ -321,6 +321,75 @@ async fn if_none_match_gets_304_without_the_handler_until_invalidated() {
     );
 }
 
+/// Regression: the ETag layer checked only that the entries behind a remembered ETag still existed, so after
+/// an invalidation and recompute (or a `no-cache` refresh, or any rewrite) the old ETag still got a `304`.
+#[tokio::test]
+async fn an_old_etag_is_not_revalidated_after_its_entry_was_rewritten() {
+    let server = Server::start().await;
+
+    // Invalidation through the service's write path, then a plain GET recomputes the entry.
+    server.get("/users/1", &[]).await;
+    let hit = server.get("/users/1", &[]).await;
+    let old = hit.header("etag").unwrap().to_owned();
+    server.send("POST", "/users/1", &[], "ada").await;
+    let fresh = server.get("/users/1", &[]).await;
+    let new = fresh.header("etag").unwrap().to_owned();
+    assert_ne!(new, old, "the body changed");
+    let conditional = server.get("/users/1", &[("if-none-match", &old)]).await;
+    assert_eq!(
+        (conditional.status, conditional.body.as_str()),
+        (200, fresh.body.as_str()),
+        "the old ETag must not get a 304 for changed content"
+    );
+    assert_eq!(conditional.header("etag"), Some(new.as_str()));
+
+    // A `no-cache` refresh rewrites the entry in place.
+    server.get("/users/2", &[]).await;
+    let old = server
+        .get("/users/2", &[])
+        .await
+        .header("etag")
+        .unwrap()
+        .to_owned();
+    let refreshed = server
+        .get("/users/2", &[("cache-control", "no-cache")])
+        .await;
+    let new = refreshed.header("etag").unwrap().to_owned();
+    assert_ne!(new, old);
+    let conditional = server.get("/users/2", &[("if-none-match", &old)]).await;
+    assert_eq!(conditional.status, 200, "no 304 after a no-cache refresh");
+    assert_eq!(conditional.header("etag"), Some(new.as_str()));
+    assert_eq!(conditional.body, refreshed.body);
+
+    // Any other writer of the entry (`_set`, a refresh, another process) likewise.
+    server.get("/users/3", &[]).await;
+    let old = server
+        .get("/users/3", &[])
+        .await
+        .header("etag")
+        .unwrap()
+        .to_owned();
+    server
+        .cache
+        .set(
+            "user:3",
+            "rewritten elsewhere",
+            Some(Duration::from_secs(30)),
+        )
+        .await
+        .unwrap();
+    let conditional = server.get("/users/3", &[("if-none-match", &old)]).await;
+    assert_eq!(
+        (conditional.status, conditional.body.as_str()),
+        (200, "rewritten elsewhere")
+    );
+    // While the entry stays the same, its ETag keeps revalidating.
+    let current = conditional.header("etag").unwrap().to_owned();
+    server.get("/users/3", &[]).await;
+    let revalidated = server.get("/users/3", &[("if-none-match", &current)]).await;
+    assert_eq!(revalidated.status, 304);
+}
+
 #[tokio::test]
 async fn post_is_not_affected_by_default() {
     let server = Server::start().await;

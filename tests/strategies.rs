@@ -68,6 +68,7 @@ on_both_backends!(
     hit_limited_entries_recompute_after_their_hits,
     distributed_lock_runs_a_cold_body_once,
     dead_lock_holder_delays_others_by_at_most_the_lock_ttl,
+    a_lock_holder_that_panics_or_is_cancelled_releases_the_lock_at_once,
     time_condition_stores_only_slow_results,
     tag_deletion_removes_exactly_the_tagged_entries,
     strategies_report_to_detect_and_honour_disabling,
@@ -327,12 +328,9 @@ async fn dead_lock_holder_delays_others_by_at_most_the_lock_ttl(kind: Kind) {
     let lock = LockOptions::new(lock_ttl)
         .wait(Duration::from_secs(10))
         .poll(Duration::from_millis(20));
-    // The holder takes the lock and then dies mid-body (its future is dropped, nothing unlocks).
-    let holder = strategy::locked(Plain, &caches[0], "k".into(), ttl(60), lock, async {
-        tokio::time::sleep(Duration::from_secs(60)).await;
-        0u64
-    });
-    let _ = tokio::time::timeout(Duration::from_millis(100), holder).await;
+    // Another process took the lock next to the key and died: nothing will ever unlock it.
+    let token = caches[0].lock("k:__lock", lock_ttl).await.unwrap();
+    assert!(token.is_some());
     let started = Instant::now();
     let v = strategy::locked(Plain, &caches[1], "k".into(), ttl(60), lock, async { 7u64 }).await;
     let waited = started.elapsed();
@@ -340,6 +338,73 @@ async fn dead_lock_holder_delays_others_by_at_most_the_lock_ttl(kind: Kind) {
     assert!(
         waited <= lock_ttl + Duration::from_millis(500),
         "waited {waited:?} for a dead holder"
+    );
+}
+
+/// Regression: a holder that panicked or was cancelled left its lock for the whole TTL, so every caller in
+/// every process waited it out and then each ran the body itself.
+async fn a_lock_holder_that_panics_or_is_cancelled_releases_the_lock_at_once(kind: Kind) {
+    let Some(caches) = instances(kind, "lock_released", 2).await else {
+        return;
+    };
+    let lock = LockOptions::new(Duration::from_secs(10)).poll(Duration::from_millis(20));
+    let runs = Arc::new(AtomicUsize::new(0));
+    let holder = {
+        let (cache, runs) = (caches[0].clone(), runs.clone());
+        tokio::spawn(async move {
+            strategy::locked(Plain, &cache, "p".into(), ttl(60), lock, async move {
+                runs.fetch_add(1, SeqCst);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                panic!("body failed");
+                #[allow(unreachable_code)]
+                0u64
+            })
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let started = Instant::now();
+    let callers: Vec<_> = (0..19)
+        .map(|i| {
+            let (cache, runs) = (caches[i % 2].clone(), runs.clone());
+            tokio::spawn(async move {
+                strategy::locked(Plain, &cache, "p".into(), ttl(60), lock, async move {
+                    runs.fetch_add(1, SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    7u64
+                })
+                .await
+            })
+        })
+        .collect();
+    assert!(holder.await.is_err(), "the panic reaches its own caller");
+    for caller in callers {
+        let got = tokio::time::timeout(Duration::from_secs(8), caller)
+            .await
+            .expect("a caller waited out the lock TTL");
+        assert_eq!(got.unwrap(), 7);
+    }
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(3), "callers waited {waited:?}");
+    assert_eq!(
+        runs.load(SeqCst),
+        2,
+        "the panicking run, then one run shared by all 19 callers of both instances"
+    );
+
+    // A holder whose future is dropped mid-body (a cancelled request) releases the lock too.
+    let holder = strategy::locked(Plain, &caches[0], "c".into(), ttl(60), lock, async {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        0u64
+    });
+    let _ = tokio::time::timeout(Duration::from_millis(100), holder).await;
+    let started = Instant::now();
+    let v = strategy::locked(Plain, &caches[1], "c".into(), ttl(60), lock, async { 5u64 }).await;
+    assert_eq!(v, 5);
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(2),
+        "waited {waited:?} after a cancelled holder"
     );
 }
 

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::backend::{Backend, KeyTtl, SetMode};
 use crate::codec::Codec;
+use crate::context::{self, Flags, Ops};
 use crate::envelope::EnvelopeMeta;
 use crate::error::CacheError;
 use crate::memory::{MemoryBackend, TypedRead};
@@ -20,8 +21,24 @@ use crate::singleflight::SingleFlight;
 
 /// A cheap-to-clone handle to a cache: one backend (or several, routed by key prefix), a codec, and counters.
 ///
-/// Typed operations return `Result<_, CacheError>`; [`Cache::get_or_set`] and cached functions fail open instead
-/// (a broken backend makes them compute the value).
+/// Typed operations return `Result<_, CacheError>` (or, with [`CacheBuilder::suppress`], a neutral answer on a
+/// backend failure); [`Cache::get_or_set`] and cached functions fail open instead (a broken backend makes them
+/// compute the value).
+///
+/// Every typed operation honours the current [`context`](crate::context) scope, as cached functions do:
+///
+/// | operation | switched off by | answer when switched off |
+/// | --- | --- | --- |
+/// | `get`, `get_with_meta`, `get_many`, `ttl`, `scan` | `Ops::GET` | a miss (`None`, `KeyTtl::Missing`, no keys) |
+/// | the reads above inside [`invalidate_further`](crate::context::invalidate_further) | — | the key is deleted (unless `Ops::DELETE` is off), then a miss |
+/// | `get`, `get_with_meta`, `get_many` inside [`with_max_age`](crate::context::with_max_age) | — | older values are misses |
+/// | `set`, `set_many`, `expire` | `Ops::SET` | nothing written (`expire` answers `false`) |
+/// | `delete`, `delete_many`, `delete_match`, `delete_tags`, `clear` | `Ops::DELETE` | nothing deleted (`false` / `0`) |
+/// | `incr` | `Ops::INCR` | [`CacheError::Disabled`]: a counter has no neutral value |
+///
+/// Locks ([`Cache::lock`], [`Cache::unlock`]) and [`Cache::ping`] are never switched off: a disabled lock would
+/// silently stop excluding. Typed reads count as hits and misses in [`Cache::metrics`]; they are not reported to
+/// [`detect`](crate::context::detect), which describes cached functions.
 ///
 /// ```
 /// use cache_core::Cache;
@@ -46,6 +63,7 @@ pub(crate) struct Inner {
     routes: Vec<(String, Arc<dyn Backend>)>,
     pub(crate) codec: Codec,
     pub(crate) strict: bool,
+    suppress: bool,
     pub(crate) metrics: Metrics,
     pub(crate) flights: SingleFlight,
 }
@@ -65,6 +83,7 @@ impl std::fmt::Debug for Cache {
             )
             .field("codec", &self.inner.codec)
             .field("strict", &self.inner.strict)
+            .field("suppress", &self.inner.suppress)
             .finish()
     }
 }
@@ -87,6 +106,7 @@ pub struct CacheBuilder {
     routes: Vec<(String, Arc<dyn Backend>)>,
     codec: Codec,
     strict: bool,
+    suppress: bool,
 }
 
 impl CacheBuilder {
@@ -121,6 +141,22 @@ impl CacheBuilder {
         self
     }
 
+    /// Suppress backend failures in the typed API (cashews' `suppress`): a read on a failing backend answers
+    /// a miss (`Ok(None)`, no keys, `KeyTtl::Missing`), a write or delete answers "nothing done" (`Ok(())`,
+    /// `Ok(false)`, `Ok(0)`). Each failure is still logged and counted in
+    /// [`MetricsSnapshot::backend_errors`]. [`Cache::incr`], locks and [`Cache::ping`] keep reporting errors
+    /// (they have no neutral answer). Default off. Cached functions and [`Cache::get_or_set`] fail open either
+    /// way.
+    ///
+    /// ```
+    /// let cache = cache_core::Cache::builder().suppress(true).build();
+    /// assert!(cache.is_suppressing());
+    /// ```
+    pub fn suppress(mut self, suppress: bool) -> Self {
+        self.suppress = suppress;
+        self
+    }
+
     /// Builds the cache.
     pub fn build(mut self) -> Cache {
         self.routes
@@ -133,11 +169,19 @@ impl CacheBuilder {
                 routes: self.routes,
                 codec: self.codec,
                 strict: self.strict,
+                suppress: self.suppress,
                 metrics: Metrics::default(),
                 flights: SingleFlight::default(),
             }),
         }
     }
+}
+
+/// A memory read never waits, so a loop of hits would never return to the scheduler and could starve timers
+/// and other tasks on its worker. Like Tokio's own primitives, each read takes a unit of the task's cooperative
+/// budget and yields once it is used up (outside a Tokio runtime this does nothing).
+async fn consume_budget() {
+    tokio::task::coop::consume_budget().await;
 }
 
 static GLOBAL: LazyLock<ArcSwap<Inner>> = LazyLock::new(|| ArcSwap::new(Cache::memory().inner));
@@ -206,6 +250,15 @@ impl Cache {
         self.inner.strict
     }
 
+    /// Whether backend failures of the typed API are suppressed (see [`CacheBuilder::suppress`]).
+    ///
+    /// ```
+    /// assert!(!cache_core::Cache::memory().is_suppressing());
+    /// ```
+    pub fn is_suppressing(&self) -> bool {
+        self.inner.suppress
+    }
+
     /// The counters so far.
     pub fn metrics(&self) -> MetricsSnapshot {
         self.inner.metrics.snapshot()
@@ -222,11 +275,12 @@ impl Cache {
         meta: EnvelopeMeta,
     ) -> Result<Bytes, CacheError> {
         let mut out = Vec::with_capacity(64);
-        meta.write(&mut out);
-        self.inner
-            .codec
-            .encode(value, &mut out)
-            .map_err(CacheError::Encode)?;
+        meta.encode(&mut out, |out| {
+            self.inner
+                .codec
+                .encode(value, out)
+                .map_err(CacheError::Encode)
+        })?;
         Ok(Bytes::from(out))
     }
 
@@ -253,17 +307,30 @@ impl Cache {
         backend: &Arc<dyn Backend>,
         key: &str,
     ) -> Result<Option<(EnvelopeMeta, T)>, CacheError> {
-        let read = match backend.as_memory() {
-            Some(memory) => memory.get_now(key),
-            None => backend.get(key).await,
-        };
-        let Some(bytes) = read.inspect_err(|e| {
-            self.note_backend_error("get", key, e);
-        })?
-        else {
+        let Some(bytes) = self.read_raw_from(backend, key).await? else {
             return Ok(None);
         };
         Ok(self.decode_or_miss(key, &bytes))
+    }
+
+    /// The stored bytes of `key`, undecoded (failures logged and counted).
+    pub(crate) async fn read_raw(&self, key: &str) -> Result<Option<Bytes>, CacheError> {
+        self.read_raw_from(self.backend_for(key), key).await
+    }
+
+    async fn read_raw_from(
+        &self,
+        backend: &Arc<dyn Backend>,
+        key: &str,
+    ) -> Result<Option<Bytes>, CacheError> {
+        let read = match backend.as_memory() {
+            Some(memory) => {
+                consume_budget().await;
+                memory.get_now(key)
+            }
+            None => backend.get(key).await,
+        };
+        Ok(read.inspect_err(|e| self.note_backend_error("get", key, e))?)
     }
 
     /// [`Cache::read_entry`] for the strategies' hit path: on a memory backend a hit clones the
@@ -279,6 +346,7 @@ impl Cache {
         let Some(memory) = backend.as_memory() else {
             return self.read_bytes_from(backend, key).await;
         };
+        consume_budget().await;
         let read = memory.get_typed::<(EnvelopeMeta, T), _>(key, |bytes| {
             // Undecodable bytes are counted and logged here, and read as a miss.
             self.decode_or_miss(key, bytes)
@@ -327,6 +395,87 @@ impl Cache {
         Ok(())
     }
 
+    /// Encodes and writes a value, outside any scope and uncounted: for the library's own records.
+    pub(crate) async fn store_internal<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Option<Duration>,
+    ) -> Result<(), CacheError> {
+        let bytes = self.encode(value, EnvelopeMeta::new(self.inner.codec, ttl))?;
+        self.write_bytes(key, bytes, ttl).await
+    }
+
+    /// Deletes one key, outside any scope: for strategies, which apply the scope themselves.
+    pub(crate) async fn delete_internal(&self, key: &str) -> Result<bool, CacheError> {
+        Ok(self
+            .backend_for(key)
+            .delete(key)
+            .await
+            .inspect_err(|e| self.note_backend_error("delete", key, e))?)
+    }
+
+    /// [`Cache::incr`] outside any scope: for strategies, which apply the scope themselves.
+    pub(crate) async fn incr_internal(
+        &self,
+        key: &str,
+        by: i64,
+        ttl: Option<Duration>,
+    ) -> Result<i64, CacheError> {
+        Ok(self
+            .backend_for(key)
+            .incr(key, by, ttl)
+            .await
+            .inspect_err(|e| self.note_backend_error("incr", key, e))?)
+    }
+
+    async fn delete_many_internal(&self, keys: &[&str]) -> Result<u64, CacheError> {
+        let mut deleted = 0;
+        for (backend, positions) in self.group_by_backend(keys) {
+            let subset: Vec<&str> = positions.iter().map(|&i| keys[i]).collect();
+            deleted += backend
+                .delete_many(&subset)
+                .await
+                .inspect_err(|e| self.note_backend_error("delete_many", subset[0], e))?;
+        }
+        Ok(deleted)
+    }
+
+    /// With [`CacheBuilder::suppress`], a backend failure becomes `neutral` (it was logged and counted where it
+    /// happened).
+    fn suppressed<T>(&self, result: Result<T, CacheError>, neutral: T) -> Result<T, CacheError> {
+        match result {
+            Err(error) if self.inner.suppress && error.is_backend() => Ok(neutral),
+            other => other,
+        }
+    }
+
+    /// Applies the scope to a typed read of `keys`: inside `invalidate_further` they are deleted and missed, with
+    /// reads switched off they are missed. Returns whether to read them; the misses are counted.
+    async fn scoped_read(&self, keys: &[&str], flags: Flags) -> Result<bool, CacheError> {
+        if flags.invalidate_further && flags.allows(Ops::DELETE) {
+            self.suppressed(self.delete_many_internal(keys).await, 0)?;
+        }
+        if flags.invalidate_further || !flags.allows(Ops::GET) {
+            for _ in keys {
+                self.inner.metrics.miss();
+            }
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Whether a read value is usable under the scope's `max_age`; counts the hit or miss.
+    fn count_read(&self, meta: Option<&EnvelopeMeta>, flags: Flags) -> bool {
+        let usable = meta.is_some_and(|meta| flags.max_age.is_none_or(|max| meta.age() < max));
+        if usable {
+            self.inner.metrics.hit();
+        } else {
+            self.inner.metrics.miss();
+        }
+        usable
+    }
+
     /// Reads a value. A value that does not decode as `T` (foreign bytes, another type or version) is `None`.
     ///
     /// ```
@@ -337,7 +486,7 @@ impl Cache {
     /// # }
     /// ```
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, CacheError> {
-        Ok(self.read_entry(key).await?.map(|(_, v)| v))
+        Ok(self.get_with_meta(key).await?.map(|(_, v)| v))
     }
 
     /// Reads a value with its metadata (age, remaining TTL).
@@ -356,7 +505,13 @@ impl Cache {
         &self,
         key: &str,
     ) -> Result<Option<(EnvelopeMeta, T)>, CacheError> {
-        self.read_entry(key).await
+        let flags = context::flags();
+        if !self.scoped_read(&[key], flags).await? {
+            return Ok(None);
+        }
+        let entry = self.suppressed(self.read_entry(key).await, None)?;
+        let usable = self.count_read(entry.as_ref().map(|(meta, _)| meta), flags);
+        Ok(entry.filter(|_| usable))
     }
 
     /// Reads many values, one round trip per backend.
@@ -374,14 +529,28 @@ impl Cache {
         keys: &[&str],
     ) -> Result<Vec<Option<T>>, CacheError> {
         let mut out: Vec<Option<T>> = keys.iter().map(|_| None).collect();
+        let flags = context::flags();
+        if !self.scoped_read(keys, flags).await? {
+            return Ok(out);
+        }
         for (backend, positions) in self.group_by_backend(keys) {
             let subset: Vec<&str> = positions.iter().map(|&i| keys[i]).collect();
-            let values = backend
+            let read = backend
                 .get_many(&subset)
                 .await
-                .inspect_err(|e| self.note_backend_error("get_many", subset[0], e))?;
+                .map_err(CacheError::from)
+                .inspect_err(|e| self.note_backend_error("get_many", subset[0], e));
+            let Some(values) = self.suppressed(read.map(Some), None)? else {
+                for _ in &subset {
+                    self.inner.metrics.miss();
+                }
+                continue;
+            };
             for ((position, key), bytes) in positions.into_iter().zip(subset).zip(values) {
-                out[position] = bytes.and_then(|b| self.decode_or_miss(key, &b).map(|(_, v)| v));
+                let entry = bytes.and_then(|b| self.decode_or_miss::<T>(key, &b));
+                if self.count_read(entry.as_ref().map(|(meta, _)| meta), flags) {
+                    out[position] = entry.map(|(_, v)| v);
+                }
             }
         }
         Ok(out)
@@ -416,8 +585,10 @@ impl Cache {
         value: &T,
         ttl: Option<Duration>,
     ) -> Result<(), CacheError> {
-        let bytes = self.encode(value, EnvelopeMeta::new(self.inner.codec, ttl))?;
-        self.write_bytes(key, bytes, ttl).await
+        if context::is_disabled(Ops::SET) {
+            return Ok(());
+        }
+        self.suppressed(self.store_internal(key, value, ttl).await, ())
     }
 
     /// Stores many values with one TTL, one round trip per backend.
@@ -435,6 +606,9 @@ impl Cache {
         entries: &[(&str, &T)],
         ttl: Option<Duration>,
     ) -> Result<(), CacheError> {
+        if context::is_disabled(Ops::SET) {
+            return Ok(());
+        }
         let keys: Vec<&str> = entries.iter().map(|(k, _)| *k).collect();
         for (backend, positions) in self.group_by_backend(&keys) {
             let mut batch = Vec::with_capacity(positions.len());
@@ -443,10 +617,12 @@ impl Cache {
                 let meta = EnvelopeMeta::new(self.inner.codec, ttl);
                 batch.push((key, self.encode(value, meta)?));
             }
-            backend
+            let written = backend
                 .set_many(&batch, ttl)
                 .await
-                .inspect_err(|e| self.note_backend_error("set_many", batch[0].0, e))?;
+                .map_err(CacheError::from)
+                .inspect_err(|e| self.note_backend_error("set_many", batch[0].0, e));
+            self.suppressed(written, ())?;
         }
         Ok(())
     }
@@ -461,11 +637,10 @@ impl Cache {
     /// # }
     /// ```
     pub async fn delete(&self, key: &str) -> Result<bool, CacheError> {
-        Ok(self
-            .backend_for(key)
-            .delete(key)
-            .await
-            .inspect_err(|e| self.note_backend_error("delete", key, e))?)
+        if context::is_disabled(Ops::DELETE) {
+            return Ok(false);
+        }
+        self.suppressed(self.delete_internal(key).await, false)
     }
 
     /// Deletes many keys. Returns how many existed.
@@ -479,18 +654,17 @@ impl Cache {
     /// # }
     /// ```
     pub async fn delete_many(&self, keys: &[&str]) -> Result<u64, CacheError> {
-        let mut deleted = 0;
-        for (backend, positions) in self.group_by_backend(keys) {
-            let subset: Vec<&str> = positions.iter().map(|&i| keys[i]).collect();
-            deleted += backend
-                .delete_many(&subset)
-                .await
-                .inspect_err(|e| self.note_backend_error("delete_many", subset[0], e))?;
+        if context::is_disabled(Ops::DELETE) {
+            return Ok(0);
         }
-        Ok(deleted)
+        self.suppressed(self.delete_many_internal(keys).await, 0)
     }
 
     /// Deletes every key matching a Redis-style glob, on every backend. Returns how many were deleted.
+    ///
+    /// On a backend with a key prefix the pattern applies below the prefix; a prefix that is itself a prefix of
+    /// another application's prefix on the same server (`app:` and `app:b:`) lets `"*"` reach that
+    /// application's keys too — give each application a prefix that no other one starts with.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -502,12 +676,17 @@ impl Cache {
     /// # }
     /// ```
     pub async fn delete_match(&self, pattern: &str) -> Result<u64, CacheError> {
+        if context::is_disabled(Ops::DELETE) {
+            return Ok(0);
+        }
         let mut deleted = 0;
         for backend in self.backends() {
-            deleted += backend
+            let result = backend
                 .delete_match(pattern)
                 .await
-                .inspect_err(|e| self.note_backend_error("delete_match", pattern, e))?;
+                .map_err(CacheError::from)
+                .inspect_err(|e| self.note_backend_error("delete_match", pattern, e));
+            deleted += self.suppressed(result, 0)?;
         }
         Ok(deleted)
     }
@@ -524,19 +703,25 @@ impl Cache {
     /// ```
     pub async fn scan(&self, pattern: &str) -> Result<Vec<String>, CacheError> {
         let mut keys = Vec::new();
+        if context::is_disabled(Ops::GET) {
+            return Ok(keys);
+        }
         for backend in self.backends() {
-            keys.extend(
-                backend
-                    .scan(pattern)
-                    .await
-                    .inspect_err(|e| self.note_backend_error("scan", pattern, e))?,
-            );
+            let result = backend
+                .scan(pattern)
+                .await
+                .map_err(CacheError::from)
+                .inspect_err(|e| self.note_backend_error("scan", pattern, e));
+            keys.extend(self.suppressed(result, Vec::new())?);
         }
         Ok(keys)
     }
 
     /// Adds `by` to a counter (created at 0 with `ttl` if missing) and returns the new value. Counters are plain
     /// decimal text, not envelopes, so several processes and Redis itself can update them.
+    ///
+    /// Inside a scope that disables [`Ops::INCR`] nothing is counted and the answer is
+    /// [`CacheError::Disabled`].
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -546,14 +731,13 @@ impl Cache {
     /// # }
     /// ```
     pub async fn incr(&self, key: &str, by: i64, ttl: Option<Duration>) -> Result<i64, CacheError> {
-        Ok(self
-            .backend_for(key)
-            .incr(key, by, ttl)
-            .await
-            .inspect_err(|e| self.note_backend_error("incr", key, e))?)
+        if context::is_disabled(Ops::INCR) {
+            return Err(CacheError::Disabled(Ops::INCR));
+        }
+        self.incr_internal(key, by, ttl).await
     }
 
-    /// Sets a key's TTL. Returns whether the key exists.
+    /// Sets a key's TTL. Returns whether it was set (the key exists, and writes are not switched off).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -563,11 +747,16 @@ impl Cache {
     /// # }
     /// ```
     pub async fn expire(&self, key: &str, ttl: Duration) -> Result<bool, CacheError> {
-        Ok(self
+        if context::is_disabled(Ops::SET) {
+            return Ok(false);
+        }
+        let result = self
             .backend_for(key)
             .expire(key, ttl)
             .await
-            .inspect_err(|e| self.note_backend_error("expire", key, e))?)
+            .map_err(CacheError::from)
+            .inspect_err(|e| self.note_backend_error("expire", key, e));
+        self.suppressed(result, false)
     }
 
     /// A key's remaining lifetime.
@@ -580,14 +769,19 @@ impl Cache {
     /// # }
     /// ```
     pub async fn ttl(&self, key: &str) -> Result<KeyTtl, CacheError> {
-        Ok(self
+        if context::is_disabled(Ops::GET) {
+            return Ok(KeyTtl::Missing);
+        }
+        let result = self
             .backend_for(key)
             .ttl(key)
             .await
-            .inspect_err(|e| self.note_backend_error("ttl", key, e))?)
+            .map_err(CacheError::from)
+            .inspect_err(|e| self.note_backend_error("ttl", key, e));
+        self.suppressed(result, KeyTtl::Missing)
     }
 
-    /// Checks every backend answers.
+    /// Checks every backend answers. Never switched off by a scope nor suppressed: it is the health check.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -602,7 +796,8 @@ impl Cache {
         Ok(())
     }
 
-    /// Removes every key of every backend (a prefixed backend removes only its own keys).
+    /// Removes every key of every backend (a prefixed backend removes only its own keys; see
+    /// [`Cache::delete_match`] about prefixes that overlap).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -611,8 +806,16 @@ impl Cache {
     /// # }
     /// ```
     pub async fn clear(&self) -> Result<(), CacheError> {
+        if context::is_disabled(Ops::DELETE) {
+            return Ok(());
+        }
         for backend in self.backends() {
-            backend.clear().await?;
+            let result = backend
+                .clear()
+                .await
+                .map_err(CacheError::from)
+                .inspect_err(|e| self.note_backend_error("clear", "*", e));
+            self.suppressed(result, ())?;
         }
         Ok(())
     }

@@ -79,14 +79,31 @@ impl Codec {
         }
     }
 
-    /// Decodes a value; anything that is not a complete, valid encoding of `T` is an error, never a panic.
+    /// Decodes a value; anything that is not a complete, valid encoding of `T` is an error, never a panic —
+    /// including a valid encoding followed by more bytes.
     ///
     /// ```
-    /// assert!(cache_core::Codec::Json.decode::<u32>(b"not json").is_err());
+    /// use cache_core::Codec;
+    /// assert!(Codec::Json.decode::<u32>(b"not json").is_err());
+    /// assert!(Codec::MessagePack.decode::<u8>(&[7]).is_ok());
+    /// assert!(Codec::MessagePack.decode::<u8>(&[7, 7]).is_err());
     /// ```
     pub fn decode<T: DeserializeOwned>(self, bytes: &[u8]) -> Result<T, CodecError> {
         match self {
-            Codec::MessagePack => rmp_serde::from_slice(bytes).map_err(|e| self.error(e)),
+            Codec::MessagePack => {
+                // `rmp_serde::from_slice` stops after one value and ignores what follows; reading through a
+                // slice that the decoder advances shows whether anything is left.
+                let mut rest = bytes;
+                let value = T::deserialize(&mut rmp_serde::Deserializer::new(&mut rest))
+                    .map_err(|e| self.error(e))?;
+                if !rest.is_empty() {
+                    return Err(self.error(format_args!(
+                        "{} unexpected bytes after the value",
+                        rest.len()
+                    )));
+                }
+                Ok(value)
+            }
             Codec::Json => serde_json::from_slice(bytes).map_err(|e| self.error(e)),
         }
     }

@@ -62,6 +62,11 @@ pub struct Hit {
     pub age: Duration,
     /// Whether the value was served although it is past a freshness deadline (failover, soft TTL).
     pub stale: bool,
+    /// Identifies the exact stored entry that was served ([`EnvelopeMeta::fingerprint`]): a later read with
+    /// the same fingerprint read the same bytes. The ETag layer compares these before answering `304`.
+    ///
+    /// [`EnvelopeMeta::fingerprint`]: crate::EnvelopeMeta::fingerprint
+    pub fingerprint: u64,
 }
 
 /// A key whose value was computed (not served from cache) inside a [`detect`] scope.
@@ -140,6 +145,9 @@ struct Scope {
     invalidate_further: bool,
     max_age: Option<Duration>,
     detectors: Vec<Arc<Detector>>,
+    /// The single flights this task leads, as (flight table, key): a call for one of them from inside its own
+    /// body would wait for itself.
+    leading: Vec<(usize, String)>,
 }
 
 tokio::task_local! {
@@ -194,6 +202,23 @@ pub(crate) fn record_miss(key: &str, stored: bool) {
             });
         }
     });
+}
+
+/// Runs `fut` as the leader of `key`'s single flight in the table identified by `table`, so that a call for the
+/// same key from inside it (same task, or a task started with [`spawn`]) is recognised by [`is_leading`].
+pub(crate) fn leading<F: Future>(
+    table: usize,
+    key: &str,
+    fut: F,
+) -> impl Future<Output = F::Output> {
+    SCOPE.scope(child(|s| s.leading.push((table, key.to_owned()))), fut)
+}
+
+/// Whether the current scope is inside the body of the single flight for `key` in `table`.
+pub(crate) fn is_leading(table: usize, key: &str) -> bool {
+    SCOPE
+        .try_with(|s| s.leading.iter().any(|(t, k)| *t == table && k == key))
+        .unwrap_or(false)
 }
 
 fn current_scope() -> Arc<Scope> {

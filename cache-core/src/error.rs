@@ -2,6 +2,7 @@
 
 use crate::backend::BackendError;
 use crate::codec::CodecError;
+use crate::context::Ops;
 use crate::envelope::EnvelopeError;
 
 /// What went wrong in a [`Cache`](crate::Cache) operation.
@@ -27,9 +28,13 @@ pub enum CacheError {
     /// Stored bytes are not a readable value of the requested type.
     #[error("cannot decode stored value: {0}")]
     Decode(#[source] CodecError),
-    /// Stored bytes are not one of our envelopes (foreign, truncated or another version).
+    /// Stored bytes are not one of our envelopes (foreign, truncated, corrupted or another version).
     #[error("stored value is not readable: {0}")]
     Envelope(#[from] EnvelopeError),
+    /// The operation is switched off in the current [`context`](crate::context) scope and has no neutral
+    /// answer (see [`Cache::incr`](crate::Cache::incr)).
+    #[error("cache operation {0:?} is disabled in this scope")]
+    Disabled(Ops),
 }
 
 impl CacheError {

@@ -64,6 +64,11 @@ impl SingleFlight {
         })
     }
 
+    /// Identifies this table for [`crate::context::is_leading`]: its address, stable while a `Cache` holds it.
+    pub(crate) fn id(&self) -> usize {
+        std::ptr::from_ref(self) as usize
+    }
+
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.inflight.lock().len()

@@ -43,8 +43,8 @@ const DEFAULT_MAX_BODY: usize = 1 << 20;
 struct Record {
     /// The full entity tag, quotes included.
     etag: String,
-    /// The cache keys the response was served from.
-    keys: Vec<String>,
+    /// The cache entries the response was served from: each key with the fingerprint of the entry read.
+    entries: Vec<(String, u64)>,
     /// The request headers the response varied on (lowercase names) and a hash of their values.
     vary: Vec<String>,
     vary_hash: u64,
@@ -55,8 +55,11 @@ struct Record {
 ///
 /// For each request with one of the configured methods (default `GET`, `HEAD`):
 /// 1. If it has `If-None-Match` (a list, `W/` weak tags, or `*`) that matches the ETag remembered for its key,
-///    and every cache entry that response was served from still exists, is readable and is young enough for the
-///    request's `max-age`, the answer is `304` with that `ETag`: the handler does not run. The entries are
+///    and every cache entry that response was served from is still the very entry it was served from (same
+///    bytes: compared by [`fingerprint`](crate::EnvelopeMeta::fingerprint), so any rewrite — an invalidation
+///    and recompute, a `no-cache` refresh, `_set`, an early or soft-TTL refresh — counts as a change), is
+///    readable and is young enough for the request's `max-age`, the answer is `304` with that `ETag`: the
+///    handler does not run. The entries are
 ///    reported to an enclosing [`detect`](crate::context::detect) (strategy [`ETAG_STRATEGY`]), so a
 ///    [`DetectLayer`](super::DetectLayer) around this layer describes them. Skipped when the request's context
 ///    disables cache reads or invalidates (see [`CacheControlLayer`](super::CacheControlLayer)).
@@ -70,8 +73,9 @@ struct Record {
 /// 4. If the request's `If-None-Match` matches the response's ETag, the response becomes a `304` with the same
 ///    headers and no body.
 ///
-/// Invalidating any entry the response was built from (with `#[invalidates]`, `Cache::delete`, …) therefore
-/// makes the next conditional request run the handler again.
+/// Invalidating or rewriting any entry the response was built from (with `#[invalidates]`, `Cache::delete`, a
+/// refresh, …) therefore makes the next conditional request run the handler again; it answers `304` only if the
+/// new response hashes to the same ETag.
 ///
 /// The shortcut in step 1 assumes a response depends only on the request (its key, and the headers it names in
 /// `Vary`) and on the cached values it read. Responses that also use uncached data, or cache misses next to hits
@@ -365,21 +369,21 @@ async fn remembered(
     request_headers: &HeaderMap,
     max_age: Option<Duration>,
 ) -> Option<HeaderValue> {
-    let record: Record = cache.get(key).await.ok().flatten()?;
+    let (_, record): (_, Record) = cache.read_entry(key).await.ok().flatten()?;
     if !condition.matches(record.etag.as_bytes())
         || vary_hash(&record.vary, request_headers) != record.vary_hash
     {
         return None;
     }
-    let mut hits = Vec::with_capacity(record.keys.len());
-    for entry in &record.keys {
+    let mut hits = Vec::with_capacity(record.entries.len());
+    for (entry, fingerprint) in &record.entries {
         // Decoding into `IgnoredAny` checks the entry is a readable, unexpired value of ours without knowing
-        // its type, and yields its age and remaining TTL.
-        let (meta, _) = cache
-            .get_with_meta::<IgnoredAny>(entry)
-            .await
-            .ok()
-            .flatten()?;
+        // its type, and yields its age, remaining TTL and fingerprint.
+        let (meta, _) = cache.read_entry::<IgnoredAny>(entry).await.ok().flatten()?;
+        // Existing is not enough: a rewritten entry (same key, new value) must not revalidate the old ETag.
+        if meta.fingerprint() != *fingerprint {
+            return None;
+        }
         let age = meta.age();
         if max_age.is_some_and(|max| age >= max) {
             return None;
@@ -390,6 +394,7 @@ async fn remembered(
             ttl: meta.remaining_ttl(),
             age,
             stale: false,
+            fingerprint: *fingerprint,
         });
     }
     let etag = HeaderValue::try_from(record.etag).ok()?;
@@ -422,20 +427,21 @@ async fn remember(
     if ttl.is_some_and(|t| t.is_zero()) {
         return;
     }
-    let mut keys: Vec<String> = Vec::with_capacity(hits.len());
+    let mut entries: Vec<(String, u64)> = Vec::with_capacity(hits.len());
     for hit in hits {
-        if !keys.contains(&hit.key) {
-            keys.push(hit.key.clone());
+        let entry = (hit.key.clone(), hit.fingerprint);
+        if !entries.contains(&entry) {
+            entries.push(entry);
         }
     }
     let record = Record {
         etag: etag.to_owned(),
         vary_hash: vary_hash(&vary, request_headers),
         vary,
-        keys,
+        entries,
     };
     // Best effort: without the record, the next conditional request just runs the handler.
-    if let Err(error) = cache.set(key, &record, ttl).await {
+    if let Err(error) = cache.store_internal(key, &record, ttl).await {
         tracing::debug!(key, %error, "ETag not remembered");
     }
 }

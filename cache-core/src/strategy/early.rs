@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use super::lock::{acquire, release};
+use super::lock::HeldLock;
 use super::{
     encode_output, fill, lookup, persist, served, spawn_refresh, Lookup, Options, Stored,
     LOCK_SUFFIX,
@@ -30,18 +30,18 @@ async fn win_refresh<S: Shape<Out>, Out>(
     key: &str,
     ttl: Option<Duration>,
     early_ttl: Duration,
-) -> Option<String> {
+) -> Option<HeldLock> {
     let lock_key = format!("{key}{LOCK_SUFFIX}");
-    let token = acquire(cache, &lock_key, refresh_lock_ttl(ttl, early_ttl))
+    let held = HeldLock::acquire(cache, lock_key, refresh_lock_ttl(ttl, early_ttl))
         .await
         .ok()
         .flatten()?;
     match cache.read_entry::<S::Stored>(key).await {
         Ok(Some((meta, _))) if !meta.needs_refresh() => {
-            release(cache, &lock_key, &token).await;
+            held.release().await;
             None
         }
-        _ => Some(token),
+        _ => Some(held),
     }
 }
 
@@ -82,18 +82,16 @@ where
     match lookup::<S, Out>(cache, &key, flags).await {
         Lookup::Hit(meta, value) => {
             if meta.needs_refresh() && flags.allows(Ops::SET) {
-                if let Some(token) =
-                    win_refresh::<S, Out>(cache, &key, options.ttl, early_ttl).await
+                if let Some(held) = win_refresh::<S, Out>(cache, &key, options.ttl, early_ttl).await
                 {
+                    // A refresh that panics drops `held` with its task, which releases the lock too.
                     spawn_refresh::<S, Out, Fut, _, _>(
                         cache,
                         key.clone(),
                         options,
                         EARLY,
                         body,
-                        |cache, key, _| async move {
-                            release(&cache, &format!("{key}{LOCK_SUFFIX}"), &token).await;
-                        },
+                        |_, _, _| held.release(),
                     );
                 }
             }
@@ -101,9 +99,7 @@ where
             S::rebuild(value)
         }
         Lookup::Strict(out) => out,
-        Lookup::Miss { coalesce } => {
-            fill::<S, Out, Fut>(cache, key, &options, flags, coalesce, body).await
-        }
+        Lookup::Miss(how) => fill::<S, Out, Fut>(cache, key, &options, flags, how, body).await,
     }
 }
 
@@ -142,15 +138,14 @@ where
     match lookup::<S, Out>(cache, &key, flags).await {
         Lookup::Hit(meta, value) => {
             if meta.needs_refresh() && flags.allows(Ops::SET) {
-                if let Some(token) =
-                    win_refresh::<S, Out>(cache, &key, options.ttl, early_ttl).await
+                if let Some(held) = win_refresh::<S, Out>(cache, &key, options.ttl, early_ttl).await
                 {
                     let started = std::time::Instant::now();
                     let out = body.await;
                     let bytes =
                         encode_output::<S, Out>(cache, &key, &options, &out, started.elapsed());
                     let stored = persist::<S, Out>(cache, &key, &options, flags, bytes).await;
-                    release(cache, &format!("{key}{LOCK_SUFFIX}"), &token).await;
+                    held.release().await;
                     match stored {
                         Stored::Strict(strict) => return strict,
                         Stored::Bytes(Some(_)) => return out,
@@ -165,8 +160,6 @@ where
             S::rebuild(value)
         }
         Lookup::Strict(out) => out,
-        Lookup::Miss { coalesce } => {
-            fill::<S, Out, Fut>(cache, key, &options, flags, coalesce, body).await
-        }
+        Lookup::Miss(how) => fill::<S, Out, Fut>(cache, key, &options, flags, how, body).await,
     }
 }

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use super::{fill, lookup, served, spawn_refresh, Lookup, Options, HITS_SUFFIX};
+use super::{fill, lookup, served, spawn_refresh, Fill, Lookup, Options, Reread, HITS_SUFFIX};
 use crate::cache::Cache;
 use crate::context::{self, Ops};
 use crate::shape::Shape;
@@ -43,11 +43,14 @@ where
 {
     let flags = context::flags();
     let counter = format!("{key}{HITS_SUFFIX}");
-    let coalesce = match lookup::<S, Out>(cache, &key, flags).await {
+    let how = match lookup::<S, Out>(cache, &key, flags).await {
         Lookup::Hit(meta, value) => {
             // A counter failure fails open: the value is served and counting resumes when the backend does.
             let count = if flags.allows(Ops::INCR) {
-                cache.incr(&counter, 1, options.ttl).await.unwrap_or(0)
+                cache
+                    .incr_internal(&counter, 1, options.ttl)
+                    .await
+                    .unwrap_or(0)
             } else {
                 0
             };
@@ -63,7 +66,7 @@ where
                         body,
                         |cache, _, stored| async move {
                             if stored {
-                                let _ = cache.delete(&counter).await;
+                                let _ = cache.delete_internal(&counter).await;
                             }
                         },
                     );
@@ -71,15 +74,15 @@ where
                 served(cache, &key, HITS, &meta, false, flags);
                 return S::rebuild(value);
             }
-            // Used up: recompute like a miss.
-            true
+            // Used up: recompute like a miss, unless a value stored since is there by then.
+            Fill::Coalesce(Reread::Except(meta.fingerprint()))
         }
         Lookup::Strict(out) => return out,
-        Lookup::Miss { coalesce } => coalesce,
+        Lookup::Miss(how) => how,
     };
-    let out = fill::<S, Out, Fut>(cache, key, &options, flags, coalesce, body).await;
+    let out = fill::<S, Out, Fut>(cache, key, &options, flags, how, body).await;
     if S::stored(&out).is_some() && flags.allows(Ops::SET) {
-        let _ = cache.delete(&counter).await;
+        let _ = cache.delete_internal(&counter).await;
     }
     out
 }

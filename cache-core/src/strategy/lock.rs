@@ -6,7 +6,12 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 
-use super::{encode_output, lookup, persist, served, Lookup, Options, Stored, CACHED, LOCK_SUFFIX};
+use bytes::Bytes;
+
+use super::{
+    lookup, reread, run_and_store, run_single_flight, served, Fill, Lookup, Options, Reread,
+    CACHED, LOCK_SUFFIX,
+};
 use crate::backend::SetMode;
 use crate::cache::Cache;
 use crate::context;
@@ -87,12 +92,65 @@ pub(crate) async fn release(cache: &Cache, lock_key: &str, token: &str) {
     }
 }
 
+/// A lock taken in the backend, released by [`HeldLock::release`] — or, if its holder panics or is cancelled
+/// first, by `Drop` in a spawned task, so other callers and processes do not wait out its TTL.
+pub(crate) struct HeldLock {
+    cache: Cache,
+    key: String,
+    /// `None` once released.
+    token: Option<String>,
+}
+
+impl HeldLock {
+    /// Takes the lock at `lock_key` for `ttl`; `Ok(None)` if someone else holds it.
+    pub(crate) async fn acquire(
+        cache: &Cache,
+        lock_key: String,
+        ttl: Duration,
+    ) -> Result<Option<Self>, CacheError> {
+        Ok(acquire(cache, &lock_key, ttl).await?.map(|token| Self {
+            cache: cache.clone(),
+            key: lock_key,
+            token: Some(token),
+        }))
+    }
+
+    /// Releases the lock now (compare-and-delete: a lock that expired and was taken by another holder stays).
+    pub(crate) async fn release(mut self) {
+        if let Some(token) = self.token.take() {
+            release(&self.cache, &self.key, &token).await;
+        }
+    }
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        let Some(token) = self.token.take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let cache = self.cache.clone();
+                let key = std::mem::take(&mut self.key);
+                runtime.spawn(async move { release(&cache, &key, &token).await });
+            }
+            Err(_) => tracing::warn!(
+                key = self.key,
+                "lock dropped outside a Tokio runtime; it is freed when its TTL passes"
+            ),
+        }
+    }
+}
+
 /// Like [`cached`](super::cached), but a miss is computed once across every process sharing the backend.
 ///
-/// The first caller takes a lock next to the key (`SET NX` with a random token and `lock.ttl`), re-checks the
-/// cache, runs `body`, stores and releases the lock (compare-and-delete). The others poll for the value every
-/// `lock.poll`; when the lock vanishes without a value (its holder failed or died and the TTL passed) they race
-/// for it again; after `lock.wait` they compute without it. A backend failure fails open.
+/// Within a process, concurrent callers of a missing key join one in-process single flight, as with
+/// [`cached`](super::cached). Its leader takes a lock next to the key (`SET NX` with a random token and
+/// `lock.ttl`), re-checks the cache, runs `body`, stores and releases the lock (compare-and-delete). Leaders in
+/// other processes poll for the value every `lock.poll`; when the lock vanishes without a value (its holder
+/// failed or died and the TTL passed) they race for it again; after `lock.wait` they compute without it. A
+/// holder that panics or is cancelled releases the lock at once (in a spawned task), so nobody waits for its
+/// TTL. A backend failure fails open.
 ///
 /// ```
 /// use cache_core::{strategy::{self, LockOptions, Options}, shape::Plain, Cache};
@@ -118,38 +176,61 @@ where
     Fut: Future<Output = Out>,
 {
     let flags = context::flags();
-    match lookup::<S, Out>(cache, &key, flags).await {
+    let reread = match lookup::<S, Out>(cache, &key, flags).await {
         Lookup::Hit(meta, value) => {
             served(cache, &key, CACHED, &meta, false, flags);
             return S::rebuild(value);
         }
         Lookup::Strict(out) => return out,
-        Lookup::Miss { coalesce: false } => {
+        Lookup::Miss(Fill::Alone) => {
             // Fresh data was asked for: no waiting on others.
             return super::run_and_store::<S, Out, Fut>(cache, &key, &options, flags, body)
                 .await
                 .0;
         }
-        Lookup::Miss { coalesce: true } => {}
-    }
+        Lookup::Miss(Fill::Coalesce(reread)) => reread,
+    };
+    let lead = |body| lead_locked::<S, Out, Fut>(cache, &key, &options, flags, lock, body);
+    run_single_flight::<S, Out, Fut, _, _>(cache, key.clone(), &options, flags, reread, body, lead)
+        .await
+}
+
+/// The in-process leader's part of [`locked`]: win the lock in the backend (or find the value another process
+/// stored), compute and store. Returns the output and the bytes to share with in-process followers.
+async fn lead_locked<S, Out, Fut>(
+    cache: &Cache,
+    key: &str,
+    options: &Options<Out>,
+    flags: context::Flags,
+    lock: LockOptions,
+    body: Fut,
+) -> (Out, Option<Bytes>)
+where
+    S: Shape<Out>,
+    Fut: Future<Output = Out>,
+{
     let lock_key = format!("{key}{LOCK_SUFFIX}");
     let waiting_since = Instant::now();
-    let token = loop {
-        match acquire(cache, &lock_key, lock.ttl).await {
-            Ok(Some(token)) => {
+    let held = loop {
+        match HeldLock::acquire(cache, lock_key.clone(), lock.ttl).await {
+            Ok(Some(held)) => {
                 // Another holder may have stored the value between our miss and our lock.
-                if let Ok(Some((meta, value))) = cache.read_entry::<S::Stored>(&key).await {
-                    release(cache, &lock_key, &token).await;
-                    served(cache, &key, LOCKED, &meta, false, flags);
-                    return S::rebuild(value);
+                if let Some((bytes, meta, value)) =
+                    reread::<S, Out>(cache, key, flags, Reread::Any).await
+                {
+                    held.release().await;
+                    served(cache, key, LOCKED, &meta, false, flags);
+                    return (S::rebuild(value), Some(bytes));
                 }
-                break Some(token);
+                break Some(held);
             }
             Ok(None) if waiting_since.elapsed() < lock.wait => {
                 tokio::time::sleep(lock.poll).await;
-                if let Ok(Some((meta, value))) = cache.read_entry::<S::Stored>(&key).await {
-                    served(cache, &key, LOCKED, &meta, false, flags);
-                    return S::rebuild(value);
+                if let Some((bytes, meta, value)) =
+                    reread::<S, Out>(cache, key, flags, Reread::Any).await
+                {
+                    served(cache, key, LOCKED, &meta, false, flags);
+                    return (S::rebuild(value), Some(bytes));
                 }
             }
             Ok(None) => {
@@ -159,17 +240,11 @@ where
             Err(_) => break None,
         }
     };
-    let started = Instant::now();
-    let out = body.await;
-    let bytes = encode_output::<S, Out>(cache, &key, &options, &out, started.elapsed());
-    let stored = persist::<S, Out>(cache, &key, &options, flags, bytes).await;
-    if let Some(token) = token {
-        release(cache, &lock_key, &token).await;
+    let (out, shared) = run_and_store::<S, Out, Fut>(cache, key, options, flags, body).await;
+    if let Some(held) = held {
+        held.release().await;
     }
-    match stored {
-        Stored::Strict(strict) => strict,
-        Stored::Bytes(_) => out,
-    }
+    (out, shared)
 }
 
 impl Cache {

@@ -170,29 +170,50 @@ where
             S::rebuild(value)
         }
         Lookup::Strict(out) => out,
-        Lookup::Miss { coalesce } => {
-            fill::<S, Out, Fut>(cache, key, &options, flags, coalesce, body).await
-        }
+        Lookup::Miss(how) => fill::<S, Out, Fut>(cache, key, &options, flags, how, body).await,
     }
 }
 
-pub(crate) async fn run_single_flight<S, Out, Fut>(
+/// Joins the in-process single flight of `key`: the leader runs `lead(body)`, which returns the output and the
+/// stored bytes to share; followers wait and decode those bytes. A leader first re-reads the key (see
+/// [`Fill::Coalesce`]), since another leader may have stored it after this caller's own read. A body that asks
+/// for its own key (directly or through [`context::spawn`]) would wait for itself: that call runs uncached.
+pub(crate) async fn run_single_flight<S, Out, Fut, Lead, LeadFut>(
     cache: &Cache,
     key: String,
     options: &Options<Out>,
     flags: context::Flags,
+    rejected: Reread,
     body: Fut,
+    lead: Lead,
 ) -> Out
 where
     S: Shape<Out>,
     Fut: Future<Output = Out>,
+    Lead: FnOnce(Fut) -> LeadFut,
+    LeadFut: Future<Output = (Out, Option<Bytes>)>,
 {
+    let table = cache.inner.flights.id();
+    if context::is_leading(table, &key) {
+        tracing::warn!(
+            key,
+            "a cached body asked for its own key; computing that call uncached instead of waiting for itself"
+        );
+        return body.await;
+    }
     loop {
         match cache.inner.flights.join(&key) {
             Role::Leader(leader) => {
-                let (out, stored) =
-                    run_and_store::<S, Out, Fut>(cache, &key, options, flags, body).await;
-                leader.finish(stored);
+                if let Some((bytes, _, value)) =
+                    reread::<S, Out>(cache, &key, flags, rejected).await
+                {
+                    // Stored by a leader that finished after our read: computed for us, like a follower's.
+                    leader.finish(Some(bytes));
+                    context::record_miss(&key, true);
+                    return S::rebuild(value);
+                }
+                let (out, shared) = context::leading(table, &key, lead(body)).await;
+                leader.finish(shared);
                 return out;
             }
             Role::Follower(rx) => match singleflight::wait(rx).await {
@@ -205,18 +226,48 @@ where
                     break;
                 }
                 Outcome::NotShared => break,
-                Outcome::Abandoned => {
-                    // Another waiter may have taken over and finished already: its value is in the cache.
-                    if let Ok(Some((_, value))) = cache.read_entry::<S::Stored>(&key).await {
-                        return S::rebuild(value);
-                    }
-                }
+                // Lead, or follow whoever took over; a new leader re-reads first, so a value another waiter
+                // stored meanwhile is not computed again.
+                Outcome::Abandoned => {}
             },
         }
     }
     // The leader's result was not cacheable (an `Err`, a failed condition): compute our own.
     let (out, _) = run_and_store::<S, Out, Fut>(cache, &key, options, flags, body).await;
     out
+}
+
+/// Which stored entry a leader's re-read may return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reread {
+    /// Skip the re-read: the caller's own read failed, and a second failure would only add its timeout.
+    Skip,
+    /// Any readable entry young enough for the scope's `max_age`.
+    Any,
+    /// Like `Any`, but not the entry with this fingerprint: the caller read it and could not use it (past a soft
+    /// deadline, used up); only a value stored since then will do.
+    Except(u64),
+}
+
+/// Reads `key` again for a caller about to compute it: the stored bytes (to share with followers), their
+/// metadata and the value, if there is an entry `rejected` allows.
+pub(crate) async fn reread<S, Out>(
+    cache: &Cache,
+    key: &str,
+    flags: context::Flags,
+    rejected: Reread,
+) -> Option<(Bytes, EnvelopeMeta, S::Stored)>
+where
+    S: Shape<Out>,
+{
+    if rejected == Reread::Skip {
+        return None;
+    }
+    let bytes = cache.read_raw(key).await.ok().flatten()?;
+    let (meta, value) = cache.decode_or_miss::<S::Stored>(key, &bytes)?;
+    let usable = flags.max_age.is_none_or(|max| meta.age() < max)
+        && rejected != Reread::Except(meta.fingerprint());
+    usable.then_some((bytes, meta, value))
 }
 
 /// Runs the body and stores the result if it is cacheable; returns the output and the stored bytes.
@@ -319,10 +370,19 @@ where
 pub(crate) enum Lookup<Stored, Out> {
     /// A usable stored value.
     Hit(EnvelopeMeta, Stored),
-    /// Nothing usable: compute (single-flight unless reads are disabled).
-    Miss { coalesce: bool },
+    /// Nothing usable: compute as told.
+    Miss(Fill),
     /// A strict shape's report of a backend failure.
     Strict(Out),
+}
+
+/// How a miss is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fill {
+    /// On our own, without joining other callers: fresh data was asked for (reads disabled, invalidating).
+    Alone,
+    /// In the in-process single flight of the key; its leader re-reads the key first as told.
+    Coalesce(Reread),
 }
 
 /// Reads `key` as the current context allows: `invalidate_further` deletes it, a disabled `GET` skips the read,
@@ -337,30 +397,29 @@ where
 {
     if flags.invalidate_further {
         if flags.allows(Ops::DELETE) {
-            if let Err(error) = cache.delete(key).await {
+            if let Err(error) = cache.delete_internal(key).await {
                 if let Ok(out) = S::on_backend_error(error) {
                     return Lookup::Strict(out);
                 }
             }
         }
-        return Lookup::Miss { coalesce: false };
+        return Lookup::Miss(Fill::Alone);
     }
     if !flags.allows(Ops::GET) {
-        return Lookup::Miss { coalesce: false };
+        return Lookup::Miss(Fill::Alone);
     }
-    match cache.read_typed::<S::Stored>(key).await {
+    let reread = match cache.read_typed::<S::Stored>(key).await {
         Ok(Some((meta, value))) if flags.max_age.is_none_or(|max| meta.age() < max) => {
             return Lookup::Hit(meta, value);
         }
-        Ok(_) => {}
-        Err(error) => {
-            if let Ok(out) = S::on_backend_error(error) {
-                return Lookup::Strict(out);
-            }
-        }
-    }
+        Ok(_) => Reread::Any,
+        Err(error) => match S::on_backend_error(error) {
+            Ok(out) => return Lookup::Strict(out),
+            Err(_) => Reread::Skip,
+        },
+    };
     cache.metrics_ref().miss();
-    Lookup::Miss { coalesce: true }
+    Lookup::Miss(Fill::Coalesce(reread))
 }
 
 /// The miss half every strategy shares: compute (coalesced in-process when allowed) and store.
@@ -369,19 +428,32 @@ pub(crate) async fn fill<S, Out, Fut>(
     key: String,
     options: &Options<Out>,
     flags: context::Flags,
-    coalesce: bool,
+    how: Fill,
     body: Fut,
 ) -> Out
 where
     S: Shape<Out>,
     Fut: Future<Output = Out>,
 {
-    if coalesce {
-        run_single_flight::<S, Out, Fut>(cache, key, options, flags, body).await
-    } else {
-        run_and_store::<S, Out, Fut>(cache, &key, options, flags, body)
+    match how {
+        Fill::Coalesce(reread) => {
+            let lead = |body| run_and_store::<S, Out, Fut>(cache, &key, options, flags, body);
+            run_single_flight::<S, Out, Fut, _, _>(
+                cache,
+                key.clone(),
+                options,
+                flags,
+                reread,
+                body,
+                lead,
+            )
             .await
-            .0
+        }
+        Fill::Alone => {
+            run_and_store::<S, Out, Fut>(cache, &key, options, flags, body)
+                .await
+                .0
+        }
     }
 }
 
@@ -392,6 +464,7 @@ pub(crate) fn hit(key: &str, strategy: &'static str, meta: &EnvelopeMeta, stale:
         ttl: meta.remaining_ttl(),
         age: meta.age(),
         stale,
+        fingerprint: meta.fingerprint(),
     }
 }
 

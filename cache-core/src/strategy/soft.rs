@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use super::{fill, lookup, served, Lookup, Options, CACHED};
+use super::{fill, lookup, served, Fill, Lookup, Options, Reread, CACHED};
 use crate::cache::Cache;
 use crate::context;
 use crate::shape::Shape;
@@ -42,16 +42,19 @@ where
 {
     let options = options.with_refresh_after(soft_ttl);
     let flags = context::flags();
-    let (stale, coalesce) = match lookup::<S, Out>(cache, &key, flags).await {
+    let (stale, how) = match lookup::<S, Out>(cache, &key, flags).await {
         Lookup::Hit(meta, value) if !meta.needs_refresh() => {
             served(cache, &key, CACHED, &meta, false, flags);
             return S::rebuild(value);
         }
-        Lookup::Hit(meta, value) => (Some((meta, value)), true),
+        Lookup::Hit(meta, value) => {
+            let how = Fill::Coalesce(Reread::Except(meta.fingerprint()));
+            (Some((meta, value)), how)
+        }
         Lookup::Strict(out) => return out,
-        Lookup::Miss { coalesce } => (None, coalesce),
+        Lookup::Miss(how) => (None, how),
     };
-    let out = fill::<S, Out, Fut>(cache, key.clone(), &options, flags, coalesce, body).await;
+    let out = fill::<S, Out, Fut>(cache, key.clone(), &options, flags, how, body).await;
     match stale {
         Some((meta, value)) if S::stored(&out).is_none() => {
             tracing::info!(key, "recomputation failed; serving the stale value");

@@ -39,6 +39,10 @@ pub(crate) async fn register(cache: &Cache, key: &str, tags: &[String], ttl: Opt
 /// ```
 pub async fn delete_tags(cache: &Cache, tags: &[&str]) -> Result<u64, CacheError> {
     let mut deleted = 0;
+    // Like every delete: switched off in a scope that disables deletes (index included).
+    if crate::context::is_disabled(crate::context::Ops::DELETE) {
+        return Ok(deleted);
+    }
     for tag in tags {
         let index = tag_key(tag);
         let backend = cache.backend_for(&index);

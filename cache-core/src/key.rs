@@ -251,8 +251,16 @@ impl KeyArg for std::path::PathBuf {
 impl<T: KeyArg> KeyArg for Option<T> {
     fn write_key(&self, out: &mut KeyWriter<'_>) {
         match self {
-            Some(value) => value.write_key(out),
-            // `~` is escaped in text, so no `Some(..)` renders like `None`.
+            Some(value) => {
+                // `~` is escaped in text, so only a nested `None` (an `Option` inside, or a custom type whose
+                // first field is one) can make a value's form start with `~`. Marking exactly those with one more
+                // `~` keeps `None`, `Some(None)`, `Some(Some(None))` apart, while `Some(5)` still renders `5`.
+                let start = out.out.len();
+                value.write_key(out);
+                if out.out[start..].starts_with('~') {
+                    out.out.insert(start, '~');
+                }
+            }
             None => out.raw("~"),
         }
     }
@@ -345,7 +353,11 @@ tuple_key_arg!(A.0, B.1, C.2, D.3, E.4, F.5);
 /// A format spec in a key template placeholder (`{name:hash}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyFormat {
-    /// `:hash` — a stable 64-bit xxh3 hash of the rendered value, as 16 hex digits.
+    /// `:hash` — the first 128 bits of the SHA-256 digest of the rendered value, as 32 lowercase hex digits.
+    ///
+    /// A cryptographic hash, so whoever controls the value cannot steer it onto another value's key (a 64-bit
+    /// non-cryptographic hash can be collided with about 2^32 work). The digest of a given rendering never
+    /// changes between releases.
     Hash,
     /// `:lower` — the rendered value in ASCII lower case.
     Lower,
@@ -396,8 +408,11 @@ impl KeyBuilder {
                 let _ = write!(self.buf, "{}", value.key_len());
             }
             KeyFormat::Hash => {
-                let hash = xxhash_rust::xxh3::xxh3_64(render_key(value).as_bytes());
-                let _ = write!(self.buf, "{hash:016x}");
+                use sha2::Digest as _;
+                let digest = sha2::Sha256::digest(render_key(value).as_bytes());
+                for byte in &digest[..16] {
+                    let _ = write!(self.buf, "{byte:02x}");
+                }
             }
             KeyFormat::Lower => self.buf.push_str(&render_key(value).to_ascii_lowercase()),
             KeyFormat::Upper => self.buf.push_str(&render_key(value).to_ascii_uppercase()),
@@ -448,7 +463,65 @@ mod tests {
         );
         assert_ne!(render_key(&None::<&str>), render_key(&Some("~")));
         assert_ne!(render_key(&Some("")), render_key(&None::<&str>));
+        assert_eq!(
+            render_key(&Some(5u8)),
+            "5",
+            "a plain Some renders its value"
+        );
+    }
+
+    #[test]
+    fn nested_options_do_not_collide() {
+        let values: [Option<Option<Option<u8>>>; 4] =
+            [None, Some(None), Some(Some(None)), Some(Some(Some(1)))];
+        let keys: Vec<String> = values.iter().map(render_key).collect();
+        assert_eq!(keys, ["~", "~~", "~~~", "1"]);
+        assert_ne!(
+            render_key(&vec![None, Some(None::<u8>)]),
+            render_key(&vec![Some(None::<u8>), None])
+        );
+        assert_ne!(
+            render_key(&(None::<Option<u8>>,)),
+            render_key(&(Some(None::<u8>),))
+        );
         assert_eq!(render_key("*?[]\\"), "%2A%3F%5B%5D%5C");
+    }
+
+    /// Text made of the characters our own rendering uses, so that a collision would be found if escaping or
+    /// the structure marks were ambiguous.
+    fn tricky_text() -> impl proptest::strategy::Strategy<Value = String> {
+        proptest::string::string_regex("[a~,:=()\\[\\]{}\"% ~*]{0,4}").expect("a valid regex")
+    }
+
+    /// Checks that no two distinct values in `values` render to the same key.
+    fn assert_injective<T: KeyArg + PartialEq + std::fmt::Debug>(values: &[T]) {
+        let mut seen: std::collections::HashMap<String, &T> = std::collections::HashMap::new();
+        for value in values {
+            let key = render_key(value);
+            if let Some(other) = seen.insert(key.clone(), value) {
+                assert_eq!(
+                    other, value,
+                    "{other:?} and {value:?} share the key {key:?}"
+                );
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn distinct_arguments_never_share_a_key(
+            options in proptest::collection::vec(proptest::option::of(proptest::option::of(proptest::option::of(tricky_text()))), 0..32),
+            pairs in proptest::collection::vec((proptest::option::of(tricky_text()), proptest::option::of(proptest::option::of(-3i8..3))), 0..32),
+            lists in proptest::collection::vec(proptest::collection::vec(proptest::option::of(proptest::option::of(tricky_text())), 0..4), 0..32),
+            maps in proptest::collection::vec(proptest::collection::btree_map(tricky_text(), proptest::option::of(proptest::collection::vec(tricky_text(), 0..3)), 0..3), 0..32),
+            triples in proptest::collection::vec((tricky_text(), proptest::option::of(proptest::option::of(proptest::bool::ANY)), proptest::collection::btree_set(tricky_text(), 0..3)), 0..32),
+        ) {
+            assert_injective(&options);
+            assert_injective(&pairs);
+            assert_injective(&lists);
+            assert_injective(&maps);
+            assert_injective(&triples);
+        }
     }
 
     #[test]
@@ -474,11 +547,8 @@ mod tests {
         assert_eq!(render_key("ünï"), "%C3%BCn%C3%AF");
         let mut kb = KeyBuilder::new();
         kb.formatted("hello", KeyFormat::Hash);
-        // xxh3 is a fixed algorithm: this value must never change between releases.
-        assert_eq!(
-            kb.finish(),
-            format!("{:016x}", xxhash_rust::xxh3::xxh3_64(b"hello"))
-        );
+        // The first half of SHA-256("hello"): this value must never change between releases.
+        assert_eq!(kb.finish(), "2cf24dba5fb0a30e26e83b2ac5b9e29e");
         let mut kb = KeyBuilder::new();
         kb.formatted(&vec![1, 2, 3], KeyFormat::Len);
         kb.formatted("añb", KeyFormat::Len);

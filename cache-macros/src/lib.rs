@@ -170,7 +170,8 @@ fn run<O>(
 /// ```
 ///
 /// `expr` starts with an argument name (or `self`), followed by fields (`user.id`, `pair.0`) and method calls
-/// without arguments (`user.name()`). The optional spec is `:hash` (a stable hash of the value), `:lower`,
+/// without arguments (`user.name()`). The optional spec is `:hash` (the value's SHA-256 digest truncated to 128 bits, as 32 hex
+/// digits: collision-resistant even against whoever controls the value), `:lower`,
 /// `:upper` or `:len`. `{{`, `}}`, `<<` and `>>` are literal braces. Unknown names, bad specs and unclosed
 /// placeholders are compile errors. A template that mentions `self` makes the key-level companions take `&self`.
 ///

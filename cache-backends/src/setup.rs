@@ -16,8 +16,8 @@
 //!
 //! | option | applies to | meaning |
 //! | --- | --- | --- |
-//! | `size` | `mem` | maximum number of entries |
-//! | `max_bytes` | `mem` | maximum total size of keys and values |
+//! | `size` | `mem` | maximum number of entries, 1 to 2^32 (memory is taken as entries arrive, not up front) |
+//! | `max_bytes` | `mem` | memory bound of the entries, 1 to 2^48 (see `MemoryBackendBuilder::max_bytes`) |
 //! | `pool_size` | Redis | connections in the pool (default 4) |
 //! | `command_timeout` | Redis | e.g. `500ms` (default), `2s` |
 //! | `connect_timeout` | Redis | e.g. `1s` (default) |
@@ -201,8 +201,8 @@ pub fn parse_url(url: &str) -> Result<CacheUrl, SetupError> {
                     "mem:// takes no host or path, only options: mem://?size=N",
                 ));
             }
-            let max_entries = take_parsed::<usize>(&mut options, "size")?;
-            let max_bytes = take_parsed::<usize>(&mut options, "max_bytes")?;
+            let max_entries = take_bounded(&mut options, "size", 1, MAX_MEMORY_ENTRIES)?;
+            let max_bytes = take_bounded(&mut options, "max_bytes", 1, MAX_MEMORY_BYTES)?;
             BackendKind::Memory {
                 max_entries,
                 max_bytes,
@@ -285,6 +285,30 @@ pub fn parse_url(url: &str) -> Result<CacheUrl, SetupError> {
 fn take_string(options: &mut Vec<(String, String)>, name: &str) -> Option<String> {
     let index = options.iter().position(|(k, _)| k == name)?;
     Some(options.remove(index).1)
+}
+
+/// The largest `size` a `mem://` URL accepts: 2^32 entries take hundreds of GiB, more than any machine holds.
+/// Larger numbers are typos or overflow probes, not configurations.
+const MAX_MEMORY_ENTRIES: usize = 1 << 32;
+/// The largest `max_bytes` a `mem://` URL accepts: 2^48 bytes (256 TiB).
+const MAX_MEMORY_BYTES: usize = 1 << 48;
+
+/// A number option that must lie in `min..=max`.
+fn take_bounded(
+    options: &mut Vec<(String, String)>,
+    name: &str,
+    min: usize,
+    max: usize,
+) -> Result<Option<usize>, SetupError> {
+    let value = take_parsed::<usize>(options, name)?;
+    match value {
+        Some(n) if !(min..=max).contains(&n) => Err(SetupError::InvalidOption {
+            name: name.to_owned(),
+            value: n.to_string(),
+            reason: format!("must be between {min} and {max}"),
+        }),
+        _ => Ok(value),
+    }
 }
 
 fn take_parsed<T>(options: &mut Vec<(String, String)>, name: &str) -> Result<Option<T>, SetupError>
@@ -607,6 +631,21 @@ mod tests {
             parse_url("mem://?size=ten"),
             Err(SetupError::InvalidOption { name, .. }) if name == "size"
         ));
+        // Sizes from configuration are bounded: they once reached a hash table's capacity check and panicked.
+        for url in [
+            "mem://?size=18446744073709551615",
+            "mem://?size=4294967297",
+            "mem://?size=0",
+            "mem://?max_bytes=18446744073709551615",
+        ] {
+            let error = parse_url(url).unwrap_err();
+            assert!(
+                matches!(&error, SetupError::InvalidOption { reason, .. } if reason.contains("between")),
+                "{url}: {error}"
+            );
+        }
+        assert!(parse_url("mem://?size=18446744073709551616").is_err());
+        assert!(parse_url("mem://?size=4294967296&max_bytes=1024").is_ok());
         assert!(matches!(
             parse_url("mem://?pool_size=3"),
             Err(SetupError::UnknownOption { name, .. }) if name == "pool_size"

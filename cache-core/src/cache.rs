@@ -18,6 +18,7 @@ use crate::memory::{MemoryBackend, TypedRead};
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::shape::Plain;
 use crate::singleflight::SingleFlight;
+use crate::size::decoded_size_beside;
 
 /// A cheap-to-clone handle to a cache: one backend (or several, routed by key prefix), a codec, and counters.
 ///
@@ -281,7 +282,9 @@ impl Cache {
                 .encode(value, out)
                 .map_err(CacheError::Encode)
         })?;
-        Ok(Bytes::from(out))
+        // Exactly as long as the value: `Bytes` keeps a vector's spare capacity alive, and the memory backend's
+        // byte bound charges lengths.
+        Ok(Bytes::from(out.into_boxed_slice()))
     }
 
     /// Decodes stored bytes; every failure is an error, never a panic.
@@ -340,7 +343,7 @@ impl Cache {
         key: &str,
     ) -> Result<Option<(EnvelopeMeta, T)>, CacheError>
     where
-        T: DeserializeOwned + Clone + Send + Sync + 'static,
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
     {
         let backend = self.backend_for(key);
         let Some(memory) = backend.as_memory() else {
@@ -349,7 +352,9 @@ impl Cache {
         consume_budget().await;
         let read = memory.get_typed::<(EnvelopeMeta, T), _>(key, |bytes| {
             // Undecodable bytes are counted and logged here, and read as a miss.
-            self.decode_or_miss(key, bytes)
+            let entry = self.decode_or_miss::<T>(key, bytes)?;
+            let size = decoded_size_beside(&entry.1, std::mem::size_of::<EnvelopeMeta>());
+            Some((entry, size))
         });
         match read {
             Ok(TypedRead::Hit(entry)) => Ok(Some(entry)),

@@ -39,6 +39,7 @@ mod memory;
 mod metrics;
 pub mod shape;
 mod singleflight;
+mod size;
 pub mod strategy;
 
 #[doc(hidden)]

@@ -3,7 +3,6 @@
 
 use std::any::Any;
 use std::collections::HashSet;
-use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use clock::Instant;
@@ -16,8 +15,11 @@ use parking_lot::Mutex;
 use crate::backend::{Backend, BackendError, KeyTtl, SetMode};
 use crate::glob::GlobMatcher;
 
-/// Per-entry bookkeeping the byte bound charges on top of key and value lengths (map slot, `Instant`, LRU links).
-const ENTRY_OVERHEAD: usize = 64;
+/// Per-entry bookkeeping the byte bound charges on top of key and value lengths: the LRU node (key and value
+/// headers, expiry, links: 144 bytes as allocated), its hash-table slot at the table's lowest load (about 40),
+/// the shared header `Bytes` allocates for a value read at least once (32), and the allocator's rounding of the
+/// key and value buffers (up to 2 x 24). Measured by `tests/memory_bounds.rs`.
+const ENTRY_OVERHEAD: usize = 272;
 
 /// Shards keep lock hold times short and let threads work in parallel; each holds at least this many entries so
 /// a small cache is not cut into shards too small to be fair LRUs.
@@ -73,15 +75,27 @@ impl Default for MemoryBackendBuilder {
 impl MemoryBackendBuilder {
     /// The most entries kept; the least recently used go first. Default 10 000. Zero is treated as one.
     ///
+    /// Memory grows with the entries actually held, not with this bound: a large `max_entries` costs nothing
+    /// up front.
+    ///
     /// ```
-    /// let backend = cache_core::MemoryBackend::builder().max_entries(100).build();
+    /// let backend = cache_core::MemoryBackend::builder().max_entries(100_000_000).max_bytes(1 << 20).build();
+    /// assert!(backend.is_empty());
     /// ```
     pub fn max_entries(mut self, max_entries: usize) -> Self {
         self.max_entries = max_entries.max(1);
         self
     }
 
-    /// An upper bound on the bytes held (keys + values + a fixed per-entry overhead). Unbounded by default.
+    /// An upper bound on the memory the entries hold. Unbounded by default.
+    ///
+    /// Each entry is charged its key and value lengths, a fixed overhead for its bookkeeping (LRU node, table
+    /// slot, allocator rounding), and, once a cached function has read it, an estimate of the decoded copy kept
+    /// beside the bytes (see `get_typed`): the size Rust's layouts give the value's strings, vectors, maps and
+    /// fields, erring high. A `Vec<u64>` of small numbers takes one byte per element stored and eight decoded,
+    /// and is charged both. What is not charged: the shard tables' spare capacity after entries are evicted,
+    /// and memory held by values a caller still owns after reading them. Kept within the bound, the process
+    /// stays within about 1.5 x `max_bytes` of its size without the cache (`tests/memory_bounds.rs`).
     ///
     /// ```
     /// let backend = cache_core::MemoryBackend::builder().max_bytes(16 * 1024 * 1024).build();
@@ -195,10 +209,12 @@ impl MemoryBackend {
     /// Reads `key` as a `T`: a clone of the entry's decoded copy when it holds one of type `T`, otherwise
     /// `decode` of its bytes, whose result is kept beside them for the next read. Decoding runs outside the shard
     /// lock; its result is kept only if the entry still holds the same bytes.
+    ///
+    /// `decode` returns the value and the bytes to charge for its copy (see `size::decoded_size_beside`).
     pub(crate) fn get_typed<T, D>(&self, key: &str, decode: D) -> Result<TypedRead<T>, BackendError>
     where
         T: Clone + Send + Sync + 'static,
-        D: FnOnce(&[u8]) -> Option<T>,
+        D: FnOnce(&[u8]) -> Option<(T, usize)>,
     {
         let now = clock::now();
         let shard = self.shard(key);
@@ -216,7 +232,7 @@ impl MemoryBackend {
             }
             entry.value.bytes(key)?.clone()
         };
-        let Some(value) = decode(&bytes) else {
+        let Some((value, size)) = decode(&bytes) else {
             return Ok(TypedRead::Unreadable);
         };
         let mut guard = shard.lock();
@@ -226,6 +242,7 @@ impl MemoryBackend {
             if same {
                 let before = charge(key, entry);
                 entry.decoded = Some(Box::new(value.clone()));
+                entry.decoded_bytes = size;
                 shard.bytes = shard.bytes - before + charge(key, entry);
                 shard.evict_over_budget();
             }
@@ -245,6 +262,8 @@ struct Entry {
     /// A decoded copy of `value`, kept by [`MemoryBackend::get_typed`] so the next read of the same type clones
     /// it instead of decoding the bytes again. It lives and dies with the entry: any write replaces the entry.
     decoded: Option<Box<dyn Any + Send + Sync>>,
+    /// What `decoded` is charged: its estimated size, 0 without one.
+    decoded_bytes: usize,
 }
 
 /// What [`MemoryBackend::get_typed`] found.
@@ -265,7 +284,11 @@ impl Value {
     fn charge(&self) -> usize {
         match self {
             Value::Bytes(b) => b.len(),
-            Value::Set(members) => members.iter().map(|m| m.len() + 16).sum(),
+            // Each member: its text, and a `String` slot in the hash table at the table's lowest load.
+            Value::Set(members) => members
+                .iter()
+                .map(|m| crate::size::allocation(m.len()) + 56)
+                .sum(),
         }
     }
 
@@ -288,28 +311,24 @@ impl Entry {
 }
 
 struct Shard {
+    /// Unbounded as far as `lru` knows: it would allocate a bounded table's full capacity up front. The bound
+    /// is `max_entries`, enforced on insert.
     map: LruCache<String, Entry>,
+    max_entries: usize,
     bytes: usize,
     max_bytes: Option<usize>,
     writes_since_sweep: usize,
 }
 
 fn charge(key: &str, entry: &Entry) -> usize {
-    // A decoded copy is charged like a second copy of the bytes: a size estimate, as the real heap size of a
-    // decoded value is unknown, and of the same order.
-    let decoded = if entry.decoded.is_some() {
-        entry.value.charge()
-    } else {
-        0
-    };
-    key.len() + entry.value.charge() + decoded + ENTRY_OVERHEAD
+    key.len() + entry.value.charge() + entry.decoded_bytes + ENTRY_OVERHEAD
 }
 
 impl Shard {
     fn new(max_entries: usize, max_bytes: Option<usize>) -> Self {
-        let cap = NonZeroUsize::new(max_entries).unwrap_or(NonZeroUsize::MIN);
         Self {
-            map: LruCache::new(cap),
+            map: LruCache::unbounded(),
+            max_entries: max_entries.max(1),
             bytes: 0,
             max_bytes,
             writes_since_sweep: 0,
@@ -349,11 +368,18 @@ impl Shard {
             value,
             expires_at,
             decoded: None,
+            decoded_bytes: 0,
         };
         self.bytes += charge(key, &entry);
         if let Some((old_key, old)) = self.map.push(key.to_owned(), entry) {
-            // Either the previous value of this key or the evicted least-recently-used entry.
+            // The previous value of this key.
             self.bytes -= charge(&old_key, &old);
+        }
+        while self.map.len() > self.max_entries {
+            match self.map.pop_lru() {
+                Some((k, e)) => self.bytes -= charge(&k, &e),
+                None => break,
+            }
         }
         self.evict_over_budget();
         self.writes_since_sweep += 1;
@@ -849,7 +875,9 @@ mod tests {
             match m
                 .get_typed::<String, _>(key, |bytes| {
                     decodes.set(decodes.get() + 1);
-                    std::str::from_utf8(bytes).ok().map(str::to_owned)
+                    let text = std::str::from_utf8(bytes).ok()?.to_owned();
+                    let size = crate::size::decoded_size_beside(&text, 0);
+                    Some((text, size))
                 })
                 .unwrap()
             {
@@ -872,7 +900,7 @@ mod tests {
         assert_eq!(decodes.get(), 2);
         // Another type decodes from the bytes and keeps its own copy.
         let len = m
-            .get_typed::<usize, _>("k", |bytes| Some(bytes.len()))
+            .get_typed::<usize, _>("k", |bytes| Some((bytes.len(), 8)))
             .unwrap();
         assert!(matches!(len, TypedRead::Hit(3)));
         assert!(matches!(

@@ -520,7 +520,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn delete_match(&self, pattern: &str) -> Result<u64, BackendError> {
-        let matcher = GlobMatcher::new(pattern)?;
+        let matcher = GlobMatcher::new(pattern);
         let now = clock::now();
         let mut deleted = 0;
         for shard in self.shards.iter() {
@@ -541,7 +541,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn scan(&self, pattern: &str) -> Result<Vec<String>, BackendError> {
-        let matcher = GlobMatcher::new(pattern)?;
+        let matcher = GlobMatcher::new(pattern);
         let now = clock::now();
         let mut keys = Vec::new();
         for shard in self.shards.iter() {

@@ -4,8 +4,6 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use rand::Rng;
-
 use bytes::Bytes;
 
 use super::{
@@ -62,7 +60,18 @@ impl LockOptions {
 }
 
 fn new_token() -> String {
-    let bytes: [u8; 16] = rand::rng().random();
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // The OS refused randomness (practically never). A token only has to differ from every other holder's:
+        // this process, this moment and a per-process count make it unique enough to never release another's.
+        static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let count = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        bytes[..8].copy_from_slice(&(nanos ^ (u64::from(std::process::id()) << 32)).to_le_bytes());
+        bytes[8..].copy_from_slice(&count.to_le_bytes());
+    }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -37,6 +37,7 @@ pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(1);
 /// assert_eq!(breaker.state(), BreakerState::Closed);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum BreakerState {
     /// Calls go through.
     Closed,

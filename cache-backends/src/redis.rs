@@ -804,6 +804,8 @@ impl Backend for RedisBackend {
             SetMode::Always => None,
             SetMode::IfAbsent => Some(SetOptions::NX),
             SetMode::IfPresent => Some(SetOptions::XX),
+            // A mode added after this backend was written: refuse rather than guess.
+            _ => return Err(BackendError::Unsupported("this set mode")),
         };
         let reply: Value = self
             .client()

@@ -10,6 +10,7 @@ use bytes::Bytes;
 
 /// When a [`Backend::set`] writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum SetMode {
     /// Always write (Redis `SET`).
     #[default]
@@ -22,6 +23,7 @@ pub enum SetMode {
 
 /// What [`Backend::ttl`] knows about a key's lifetime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum KeyTtl {
     /// The key does not exist (or has expired).
     Missing,
@@ -36,6 +38,7 @@ pub enum KeyTtl {
 /// Strategies treat every `BackendError` the same way — fail open (run the body, log, count) unless the cache is
 /// strict — so the variants exist for logs, metrics and users who call backends directly.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BackendError {
     /// The backend could not be reached or the connection broke.
     #[error("connection error: {0}")]

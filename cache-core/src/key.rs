@@ -352,6 +352,7 @@ tuple_key_arg!(A.0, B.1, C.2, D.3, E.4, F.5);
 
 /// A format spec in a key template placeholder (`{name:hash}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum KeyFormat {
     /// `:hash` — the first 128 bits of the SHA-256 digest of the rendered value, as 32 lowercase hex digits.
     ///

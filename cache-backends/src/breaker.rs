@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use cache_core::{Backend, BackendError, KeyTtl, SetMode};
+use cache_core::{Backend, BackendError, Capabilities, KeyTtl, SetMode};
 
 /// Consecutive failures that open the breaker unless configured otherwise.
 pub const DEFAULT_FAILURE_THRESHOLD: u32 = 5;
@@ -373,7 +373,7 @@ impl<B> CircuitBreaker<B> {
 fn counts_as_failure(error: &BackendError) -> bool {
     !matches!(
         error,
-        BackendError::Invalid(_) | BackendError::WrongType(_) | BackendError::Unsupported(_)
+        BackendError::Invalid(_) | BackendError::WrongType(_) | BackendError::Unsupported { .. }
     )
 }
 
@@ -464,6 +464,10 @@ impl<B: Backend> Backend for CircuitBreaker<B> {
 
     fn name(&self) -> &'static str {
         self.inner.name()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
     }
 }
 
@@ -564,6 +568,9 @@ mod tests {
         }
         async fn clear(&self) -> Result<(), BackendError> {
             self.result(())
+        }
+        fn capabilities(&self) -> Capabilities {
+            Capabilities::all()
         }
     }
 

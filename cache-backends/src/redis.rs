@@ -40,7 +40,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use cache_core::{Backend, BackendError, KeyTtl, SetMode};
+use cache_core::{Backend, BackendError, Capabilities, KeyTtl, SetMode};
 use fred::clients::{Client, Pool};
 use fred::error::{Error as FredError, ErrorKind};
 use fred::interfaces::{ClientLike, ClusterInterface, KeysInterface, LuaInterface, SetsInterface};
@@ -805,7 +805,11 @@ impl Backend for RedisBackend {
             SetMode::IfAbsent => Some(SetOptions::NX),
             SetMode::IfPresent => Some(SetOptions::XX),
             // A mode added after this backend was written: refuse rather than guess.
-            _ => return Err(BackendError::Unsupported("this set mode")),
+            other => {
+                return Err(BackendError::Invalid(format!(
+                    "set mode {other:?} is not supported"
+                )))
+            }
         };
         let reply: Value = self
             .client()
@@ -1024,6 +1028,15 @@ impl Backend for RedisBackend {
 
     fn name(&self) -> &'static str {
         "redis"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        // CAS would need WATCH/MULTI on a pinned connection; not offered.
+        Capabilities::SCAN
+            | Capabilities::COUNTERS
+            | Capabilities::SETS
+            | Capabilities::TTL
+            | Capabilities::LOCKS
     }
 }
 

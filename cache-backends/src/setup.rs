@@ -35,7 +35,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cache_core::{Backend, Cache, CacheBuilder, MemoryBackend};
+use cache_core::{Backend, BackendError, Cache, CacheBuilder, Capabilities, MemoryBackend};
 
 /// Why a cache could not be set up from its configuration.
 ///
@@ -56,6 +56,14 @@ pub enum SetupError {
         url: String,
         /// What is wrong with it.
         reason: String,
+    },
+    /// A backend of the configuration lacks a capability [`Setup::require`] asked for.
+    #[error("the {backend} backend cannot {}, which this cache requires", capability.describe())]
+    MissingCapability {
+        /// The backend's name (`"redis"`, `"memory"`, …).
+        backend: &'static str,
+        /// What it lacks.
+        capability: Capabilities,
     },
     /// The scheme names no backend this crate knows.
     #[error(
@@ -466,6 +474,7 @@ async fn connect_redis(_url: &RedisUrl) -> Result<Arc<dyn Backend>, SetupError> 
 pub struct Setup {
     url: String,
     routes: Vec<(String, String)>,
+    required: Capabilities,
 }
 
 impl Setup {
@@ -480,7 +489,27 @@ impl Setup {
         Self {
             url: url.into(),
             routes: Vec::new(),
+            required: Capabilities::empty(),
         }
+    }
+
+    /// Capabilities every configured backend must have (see `CacheBuilder::require`): [`Setup::build`] and
+    /// [`Setup::install`] fail with [`SetupError::MissingCapability`] otherwise, before anything is cached.
+    ///
+    /// # Example
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use cache_core::Capabilities;
+    /// let ok = cache_backends::Setup::new("mem://").require(Capabilities::SETS).build().await;
+    /// assert!(ok.is_ok());
+    /// let error = cache_backends::Setup::new("mem://").require(Capabilities::CAS).build().await.unwrap_err();
+    /// assert_eq!(error.to_string(), "the memory backend cannot compare-and-set, which this cache requires");
+    /// # }
+    /// ```
+    pub fn require(mut self, capabilities: Capabilities) -> Self {
+        self.required |= capabilities;
+        self
     }
 
     /// Sends keys starting with `prefix` to the backend of `url` (see `CacheBuilder::route`). The `strict` option
@@ -541,7 +570,19 @@ impl Setup {
     /// # let _ = cache; Ok(()) }
     /// ```
     pub async fn build(self) -> Result<Cache, SetupError> {
-        Ok(self.builder().await?.build())
+        let required = self.required;
+        let cache = self.builder().await?.build();
+        match cache.require(required) {
+            Err(BackendError::Unsupported {
+                backend,
+                capability,
+            }) => Err(SetupError::MissingCapability {
+                backend,
+                capability,
+            }),
+            // `require` reports nothing else.
+            _ => Ok(cache),
+        }
     }
 
     /// Builds the cache and installs it as the process-wide default (`cache_core::set_global`) that cached

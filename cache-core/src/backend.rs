@@ -33,6 +33,62 @@ pub enum KeyTtl {
     Remaining(Duration),
 }
 
+bitflags::bitflags! {
+    /// What a backend can do beyond reading, writing and deleting keys.
+    ///
+    /// Every backend stores bytes under keys with a TTL ([`Backend::get`], [`Backend::set`] in every
+    /// [`SetMode`], [`Backend::delete`], …). The rest is optional — memcached has no key scan and no sets, a disk
+    /// store no atomic counters — so each backend states what it has, the operations it lacks answer
+    /// [`BackendError::Unsupported`] naming it and the capability, and a [`Cache`](crate::Cache) can check a
+    /// configuration up front with [`CacheBuilder::require`](crate::CacheBuilder::require).
+    ///
+    /// ```
+    /// use cache_core::{Backend, Capabilities, MemoryBackend};
+    /// let memory = MemoryBackend::default();
+    /// assert!(memory.capabilities().contains(Capabilities::SCAN | Capabilities::SETS));
+    /// assert_eq!(Capabilities::SETS.describe(), "keep sets (tag indexes)");
+    /// ```
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub struct Capabilities: u16 {
+        /// [`Backend::scan`] and [`Backend::delete_match`]: find keys by glob pattern.
+        const SCAN = 1;
+        /// [`Backend::incr`]: atomic counters.
+        const COUNTERS = 1 << 1;
+        /// [`Backend::set_add`], [`Backend::set_members`], [`Backend::set_remove`]: the indexes behind tags.
+        const SETS = 1 << 2;
+        /// Compare-and-set on a value read earlier (memcached `gets`/`cas`).
+        const CAS = 1 << 3;
+        /// [`Backend::ttl`] and [`Backend::expire`]: read back and change a key's lifetime.
+        const TTL = 1 << 4;
+        /// [`Backend::unlock`]: compare-and-delete, which with [`SetMode::IfAbsent`] makes a lock.
+        const LOCKS = 1 << 5;
+    }
+}
+
+impl Capabilities {
+    /// What the capabilities let a backend do, in words for error messages.
+    ///
+    /// ```
+    /// use cache_core::Capabilities;
+    /// assert_eq!((Capabilities::SCAN | Capabilities::LOCKS).describe(), "scan keys by pattern, hold locks");
+    /// ```
+    pub fn describe(self) -> String {
+        let words: Vec<&str> = self
+            .iter()
+            .map(|one| match one {
+                Capabilities::SCAN => "scan keys by pattern",
+                Capabilities::COUNTERS => "keep counters",
+                Capabilities::SETS => "keep sets (tag indexes)",
+                Capabilities::CAS => "compare-and-set",
+                Capabilities::TTL => "read or change a key's TTL",
+                Capabilities::LOCKS => "hold locks",
+                _ => "do something this version does not know",
+            })
+            .collect();
+        words.join(", ")
+    }
+}
+
 /// A failure of the storage layer.
 ///
 /// Strategies treat every `BackendError` the same way — fail open (run the body, log, count) unless the cache is
@@ -55,9 +111,14 @@ pub enum BackendError {
     /// The stored value is not of the kind the operation needs (for example `incr` on a non-integer).
     #[error("wrong type: {0}")]
     WrongType(String),
-    /// The backend does not implement this operation.
-    #[error("operation not supported by this backend: {0}")]
-    Unsupported(&'static str),
+    /// The backend lacks a capability the operation needs (see [`Backend::capabilities`]).
+    #[error("the {backend} backend cannot {}", capability.describe())]
+    Unsupported {
+        /// [`Backend::name`] of the backend asked.
+        backend: &'static str,
+        /// What it lacks.
+        capability: Capabilities,
+    },
     /// Anything else the backend reported.
     #[error("backend error: {0}")]
     Other(String),
@@ -67,6 +128,11 @@ pub enum BackendError {
 ///
 /// Keys are UTF-8 strings; values are opaque bytes. Glob patterns use Redis syntax (`*`, `?`, `[abc]`, `[^a]`,
 /// `\` escapes one character).
+///
+/// A backend writes `get`, `set`, `delete`, `ping`, `clear`, `name` and [`Backend::capabilities`], plus the
+/// operations of the capabilities it states; the multi-key operations have one-by-one defaults to override
+/// where the store has a batch command, and every optional operation it leaves out answers
+/// [`BackendError::Unsupported`].
 ///
 /// # Example
 /// ```
@@ -84,7 +150,15 @@ pub trait Backend: Send + Sync + 'static {
     async fn get(&self, key: &str) -> Result<Option<Bytes>, BackendError>;
 
     /// Reads many values in one round trip; the result has one slot per key, in order.
-    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>, BackendError>;
+    ///
+    /// The default reads them one by one; backends with a multi-key read override it.
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>, BackendError> {
+        let mut values = Vec::with_capacity(keys.len());
+        for key in keys {
+            values.push(self.get(key).await?);
+        }
+        Ok(values)
+    }
 
     /// Writes one value with an optional TTL. Returns whether it was written (always `true` for
     /// [`SetMode::Always`]).
@@ -97,37 +171,82 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<bool, BackendError>;
 
     /// Writes many values, all with the same optional TTL, in one round trip where the backend allows.
+    ///
+    /// The default writes them one by one.
     async fn set_many(
         &self,
         entries: &[(&str, Bytes)],
         ttl: Option<Duration>,
-    ) -> Result<(), BackendError>;
+    ) -> Result<(), BackendError> {
+        for (key, value) in entries {
+            self.set(key, value.clone(), ttl, SetMode::Always).await?;
+        }
+        Ok(())
+    }
 
     /// Deletes one key. Returns whether it existed.
     async fn delete(&self, key: &str) -> Result<bool, BackendError>;
 
     /// Deletes many keys. Returns how many existed.
-    async fn delete_many(&self, keys: &[&str]) -> Result<u64, BackendError>;
+    ///
+    /// The default deletes them one by one.
+    async fn delete_many(&self, keys: &[&str]) -> Result<u64, BackendError> {
+        let mut deleted = 0;
+        for key in keys {
+            deleted += u64::from(self.delete(key).await?);
+        }
+        Ok(deleted)
+    }
 
     /// Deletes every key matching a glob pattern. Returns how many were deleted.
-    async fn delete_match(&self, pattern: &str) -> Result<u64, BackendError>;
+    ///
+    /// Needs [`Capabilities::SCAN`]; the default answers [`BackendError::Unsupported`].
+    async fn delete_match(&self, pattern: &str) -> Result<u64, BackendError> {
+        let _ = pattern;
+        Err(self.unsupported(Capabilities::SCAN))
+    }
 
     /// Lists the keys matching a glob pattern (order unspecified).
-    async fn scan(&self, pattern: &str) -> Result<Vec<String>, BackendError>;
+    ///
+    /// Needs [`Capabilities::SCAN`]; the default answers [`BackendError::Unsupported`].
+    async fn scan(&self, pattern: &str) -> Result<Vec<String>, BackendError> {
+        let _ = pattern;
+        Err(self.unsupported(Capabilities::SCAN))
+    }
 
     /// Adds `by` to the integer stored at `key` (a missing key counts as 0) and returns the new value. `ttl` is
     /// applied only when this call created the key.
-    async fn incr(&self, key: &str, by: i64, ttl: Option<Duration>) -> Result<i64, BackendError>;
+    ///
+    /// Needs [`Capabilities::COUNTERS`]; the default answers [`BackendError::Unsupported`].
+    async fn incr(&self, key: &str, by: i64, ttl: Option<Duration>) -> Result<i64, BackendError> {
+        let _ = (key, by, ttl);
+        Err(self.unsupported(Capabilities::COUNTERS))
+    }
 
     /// Sets a key's TTL. Returns whether the key exists.
-    async fn expire(&self, key: &str, ttl: Duration) -> Result<bool, BackendError>;
+    ///
+    /// Needs [`Capabilities::TTL`]; the default answers [`BackendError::Unsupported`].
+    async fn expire(&self, key: &str, ttl: Duration) -> Result<bool, BackendError> {
+        let _ = (key, ttl);
+        Err(self.unsupported(Capabilities::TTL))
+    }
 
     /// Reports a key's remaining lifetime.
-    async fn ttl(&self, key: &str) -> Result<KeyTtl, BackendError>;
+    ///
+    /// Needs [`Capabilities::TTL`]; the default answers [`BackendError::Unsupported`].
+    async fn ttl(&self, key: &str) -> Result<KeyTtl, BackendError> {
+        let _ = key;
+        Err(self.unsupported(Capabilities::TTL))
+    }
 
     /// Deletes `key` only if its value equals `token` (compare-and-delete; releases a lock taken with
     /// [`SetMode::IfAbsent`]). Returns whether it was deleted.
-    async fn unlock(&self, key: &str, token: &[u8]) -> Result<bool, BackendError>;
+    ///
+    /// Needs [`Capabilities::LOCKS`]; the default answers [`BackendError::Unsupported`].
+    async fn unlock(&self, key: &str, token: &[u8]) -> Result<bool, BackendError> {
+        let _ = (key, token);
+        Err(self.unsupported(Capabilities::LOCKS))
+    }
 
     /// Checks that the backend answers.
     async fn ping(&self) -> Result<(), BackendError>;
@@ -140,7 +259,7 @@ pub trait Backend: Send + Sync + 'static {
     /// extended; a persistent set stays persistent); without one the set becomes persistent. So a tag index
     /// outlives every member registered under it.
     ///
-    /// The default implementation reports [`BackendError::Unsupported`].
+    /// Needs [`Capabilities::SETS`]; the default answers [`BackendError::Unsupported`].
     async fn set_add(
         &self,
         key: &str,
@@ -148,23 +267,23 @@ pub trait Backend: Send + Sync + 'static {
         ttl: Option<Duration>,
     ) -> Result<(), BackendError> {
         let _ = (key, members, ttl);
-        Err(BackendError::Unsupported("set_add"))
+        Err(self.unsupported(Capabilities::SETS))
     }
 
     /// The members of the set stored at `key` (empty if missing).
     ///
-    /// The default implementation reports [`BackendError::Unsupported`].
+    /// Needs [`Capabilities::SETS`]; the default answers [`BackendError::Unsupported`].
     async fn set_members(&self, key: &str) -> Result<Vec<String>, BackendError> {
         let _ = key;
-        Err(BackendError::Unsupported("set_members"))
+        Err(self.unsupported(Capabilities::SETS))
     }
 
     /// Removes `members` from the set stored at `key`. Returns how many were members.
     ///
-    /// The default implementation reports [`BackendError::Unsupported`].
+    /// Needs [`Capabilities::SETS`]; the default answers [`BackendError::Unsupported`].
     async fn set_remove(&self, key: &str, members: &[&str]) -> Result<u64, BackendError> {
         let _ = (key, members);
-        Err(BackendError::Unsupported("set_remove"))
+        Err(self.unsupported(Capabilities::SETS))
     }
 
     /// The embedded memory backend behind this one, if it is one. [`Cache`](crate::Cache) reads it directly —
@@ -182,5 +301,29 @@ pub trait Backend: Send + Sync + 'static {
     /// A short name for logs and metrics, such as `"memory"` or `"redis"`.
     fn name(&self) -> &'static str {
         "backend"
+    }
+
+    /// What this backend can do beyond reading, writing and deleting keys. Its operations outside these answer
+    /// [`BackendError::Unsupported`].
+    ///
+    /// ```
+    /// use cache_core::{Backend, Capabilities, MemoryBackend};
+    /// assert!(MemoryBackend::default().capabilities().contains(Capabilities::COUNTERS));
+    /// ```
+    fn capabilities(&self) -> Capabilities;
+
+    /// The error for an operation that needs `capability`, naming this backend.
+    ///
+    /// ```
+    /// use cache_core::{Backend, BackendError, Capabilities, MemoryBackend};
+    /// let error = MemoryBackend::default().unsupported(Capabilities::CAS);
+    /// assert!(matches!(error, BackendError::Unsupported { backend: "memory", .. }));
+    /// assert_eq!(error.to_string(), "the memory backend cannot compare-and-set");
+    /// ```
+    fn unsupported(&self, capability: Capabilities) -> BackendError {
+        BackendError::Unsupported {
+            backend: self.name(),
+            capability,
+        }
     }
 }

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::backend::{Backend, KeyTtl, SetMode};
+use crate::backend::{Backend, BackendError, Capabilities, KeyTtl, SetMode};
 use crate::codec::Codec;
 use crate::context::{self, Flags, Ops};
 use crate::envelope::EnvelopeMeta;
@@ -101,13 +101,26 @@ impl std::fmt::Debug for Cache {
 ///     .codec(Codec::Json)
 ///     .build();
 /// ```
-#[derive(Default)]
 pub struct CacheBuilder {
     default: Option<Arc<dyn Backend>>,
     routes: Vec<(String, Arc<dyn Backend>)>,
     codec: Codec,
     strict: bool,
     suppress: bool,
+    required: Capabilities,
+}
+
+impl Default for CacheBuilder {
+    fn default() -> Self {
+        Self {
+            default: None,
+            routes: Vec::new(),
+            codec: Codec::default(),
+            strict: false,
+            suppress: false,
+            required: Capabilities::empty(),
+        }
+    }
 }
 
 impl CacheBuilder {
@@ -158,7 +171,47 @@ impl CacheBuilder {
         self
     }
 
-    /// Builds the cache.
+    /// Capabilities every backend of this cache must have, checked by [`CacheBuilder::try_build`]: for
+    /// example [`Capabilities::SETS`] when cached functions use tags, [`Capabilities::LOCKS`] for `lock = true`,
+    /// [`Capabilities::SCAN`] for `invalidate_all` and `delete_match`.
+    ///
+    /// ```
+    /// use cache_core::{Cache, Capabilities};
+    /// let cache = Cache::builder().require(Capabilities::SETS | Capabilities::LOCKS).try_build().unwrap();
+    /// # let _ = cache;
+    /// ```
+    pub fn require(mut self, capabilities: Capabilities) -> Self {
+        self.required |= capabilities;
+        self
+    }
+
+    /// Builds the cache after checking that every backend (the default one and each route's) has the
+    /// capabilities given to [`CacheBuilder::require`]; the error names the first backend that lacks one and
+    /// what it lacks.
+    ///
+    /// ```
+    /// use cache_core::{Cache, Capabilities, CacheError, BackendError};
+    /// assert!(Cache::builder().require(Capabilities::SCAN).try_build().is_ok());
+    /// assert!(matches!(
+    ///     Cache::builder().require(Capabilities::CAS).try_build(),
+    ///     Err(CacheError::Backend(BackendError::Unsupported { backend: "memory", .. }))
+    /// ));
+    /// ```
+    pub fn try_build(self) -> Result<Cache, CacheError> {
+        let required = self.required;
+        let cache = self.build();
+        cache.require(required)?;
+        Ok(cache)
+    }
+
+    /// Builds the cache. Capabilities given to [`CacheBuilder::require`] are not checked here (use
+    /// [`CacheBuilder::try_build`]); an operation a backend cannot do answers [`BackendError::Unsupported`]
+    /// when it is used.
+    ///
+    /// ```
+    /// let cache = cache_core::Cache::builder().build();
+    /// # let _ = cache;
+    /// ```
     pub fn build(mut self) -> Cache {
         self.routes
             .sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
@@ -221,6 +274,39 @@ impl Cache {
     /// A cache on a fresh in-memory backend with default bounds.
     pub fn memory() -> Cache {
         Self::builder().build()
+    }
+
+    /// What every backend of this cache can do: the capabilities the default backend and all routes share.
+    ///
+    /// ```
+    /// use cache_core::{Cache, Capabilities};
+    /// assert!(Cache::memory().capabilities().contains(Capabilities::SETS));
+    /// ```
+    pub fn capabilities(&self) -> Capabilities {
+        self.backends().fold(Capabilities::all(), |have, backend| {
+            have & backend.capabilities()
+        })
+    }
+
+    /// Checks that every backend of this cache has `capabilities`; the error names the first backend that lacks
+    /// one and what it lacks.
+    ///
+    /// ```
+    /// use cache_core::{Cache, Capabilities};
+    /// assert!(Cache::memory().require(Capabilities::COUNTERS).is_ok());
+    /// assert_eq!(
+    ///     Cache::memory().require(Capabilities::CAS).unwrap_err().to_string(),
+    ///     "the memory backend cannot compare-and-set"
+    /// );
+    /// ```
+    pub fn require(&self, capabilities: Capabilities) -> Result<(), BackendError> {
+        for backend in self.backends() {
+            let missing = capabilities - backend.capabilities();
+            if !missing.is_empty() {
+                return Err(backend.unsupported(missing));
+            }
+        }
+        Ok(())
     }
 
     /// The backend that holds `key`.

@@ -46,7 +46,7 @@ pub mod strategy;
 #[path = "private.rs"]
 pub mod __private;
 
-pub use backend::{Backend, BackendError, KeyTtl, SetMode};
+pub use backend::{Backend, BackendError, Capabilities, KeyTtl, SetMode};
 pub use cache::{global, set_global, Cache, CacheBuilder};
 pub use codec::{Codec, CodecError};
 pub use envelope::{EnvelopeError, EnvelopeMeta};

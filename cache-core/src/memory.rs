@@ -12,7 +12,7 @@ use bytes::Bytes;
 use lru::LruCache;
 use parking_lot::Mutex;
 
-use crate::backend::{Backend, BackendError, KeyTtl, SetMode};
+use crate::backend::{Backend, BackendError, Capabilities, KeyTtl, SetMode};
 use crate::glob::GlobMatcher;
 
 /// Per-entry bookkeeping the byte bound charges on top of key and value lengths: the LRU node (key and value
@@ -702,6 +702,14 @@ impl Backend for MemoryBackend {
 
     fn name(&self) -> &'static str {
         "memory"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::SCAN
+            | Capabilities::COUNTERS
+            | Capabilities::SETS
+            | Capabilities::TTL
+            | Capabilities::LOCKS
     }
 }
 

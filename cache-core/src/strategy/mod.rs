@@ -348,11 +348,14 @@ where
     };
     let mut written = false;
     if flags.allows(Ops::SET) {
-        match cache.write_bytes(key, bytes.clone(), options.ttl).await {
+        let stored = match tags::register(cache, key, &options.tags, options.ttl).await {
+            Ok(()) => cache.write_bytes(key, bytes.clone(), options.ttl).await,
+            Err(error) => Err(error),
+        };
+        match stored {
             Ok(()) => {
                 written = true;
                 cache.metrics_ref().store();
-                tags::register(cache, key, &options.tags, options.ttl).await;
             }
             Err(error) => {
                 if let Ok(strict) = S::on_backend_error(error) {
@@ -582,8 +585,8 @@ pub async fn store_with<S: Shape<Out>, Out>(
     value: &S::Stored,
 ) -> Result<(), CacheError> {
     let bytes = cache.encode(value, envelope(cache, options))?;
+    tags::register(cache, key, &options.tags, options.ttl).await?;
     cache.write_bytes(key, bytes, options.ttl).await?;
-    tags::register(cache, key, &options.tags, options.ttl).await;
     Ok(())
 }
 

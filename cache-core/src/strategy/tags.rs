@@ -14,14 +14,25 @@ pub fn tag_key(tag: &str) -> String {
     format!("__tag:{tag}")
 }
 
-/// Adds `key` to each tag's index. Fails open: a failure is logged and counted, the value stays stored.
-pub(crate) async fn register(cache: &Cache, key: &str, tags: &[String], ttl: Option<Duration>) {
+/// Adds `key` to each tag's index, before the value is written: a value whose tags are not all indexed could
+/// never be deleted by tag, and would be served stale after [`delete_tags`]. On failure (a backend without
+/// [`Capabilities::SETS`](crate::Capabilities::SETS), or down) the error is logged, counted and returned, and
+/// the caller does not store the value.
+pub(crate) async fn register(
+    cache: &Cache,
+    key: &str,
+    tags: &[String],
+    ttl: Option<Duration>,
+) -> Result<(), CacheError> {
     for tag in tags {
         let index = tag_key(tag);
-        if let Err(e) = cache.backend_for(&index).set_add(&index, &[key], ttl).await {
-            cache.note_backend_error("tag", &index, &e);
-        }
+        cache
+            .backend_for(&index)
+            .set_add(&index, &[key], ttl)
+            .await
+            .inspect_err(|e| cache.note_backend_error("tag", &index, e))?;
     }
+    Ok(())
 }
 
 /// Deletes every entry stored under any of `tags`, and the tags' indexes. Returns how many entries existed.

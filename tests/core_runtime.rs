@@ -390,12 +390,15 @@ async fn after_an_abandoned_leader_exactly_one_waiter_runs_the_body() {
     for round in 0..300 {
         let cache = Cache::memory();
         let runs = Arc::new(AtomicUsize::new(0));
+        // The waiters start once the leader's body runs: on a loaded machine a fixed delay let a waiter lead.
+        let (started, leading) = tokio::sync::oneshot::channel::<()>();
         let leader = {
             let (cache, runs) = (cache.clone(), runs.clone());
             tokio::spawn(async move {
                 cache
                     .get_or_set("k", None, || async {
                         runs.fetch_add(1, SeqCst);
+                        let _ = started.send(());
                         tokio::time::sleep(Duration::from_millis(2)).await;
                         panic!("body failed");
                         #[allow(unreachable_code)]
@@ -404,7 +407,7 @@ async fn after_an_abandoned_leader_exactly_one_waiter_runs_the_body() {
                     .await
             })
         };
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        leading.await.expect("the leader's body starts");
         let waiters: Vec<_> = (0..8)
             .map(|_| {
                 let (cache, runs) = (cache.clone(), runs.clone());

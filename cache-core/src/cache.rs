@@ -14,6 +14,7 @@ use crate::codec::Codec;
 use crate::context::{self, Flags, Ops};
 use crate::envelope::EnvelopeMeta;
 use crate::error::CacheError;
+use crate::layer::{ValueLayer, ValueLayers};
 use crate::memory::{MemoryBackend, TypedRead};
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::shape::Plain;
@@ -67,6 +68,7 @@ pub(crate) struct Inner {
     suppress: bool,
     pub(crate) metrics: Metrics,
     pub(crate) flights: SingleFlight,
+    layers: ValueLayers,
 }
 
 impl std::fmt::Debug for Cache {
@@ -108,6 +110,7 @@ pub struct CacheBuilder {
     strict: bool,
     suppress: bool,
     required: Capabilities,
+    layers: ValueLayers,
 }
 
 impl Default for CacheBuilder {
@@ -119,6 +122,7 @@ impl Default for CacheBuilder {
             strict: false,
             suppress: false,
             required: Capabilities::empty(),
+            layers: ValueLayers::default(),
         }
     }
 }
@@ -168,6 +172,29 @@ impl CacheBuilder {
     /// ```
     pub fn suppress(mut self, suppress: bool) -> Self {
         self.suppress = suppress;
+        self
+    }
+
+    /// Adds a value layer ([`layer::Compress`](crate::layer), [`layer::Sign`](crate::layer), or your own
+    /// [`ValueLayer`]): values pass the layers in the order they were added on their way to the backend, and in
+    /// reverse on the way back. Add signing last, so values are authenticated before anything else reads them.
+    ///
+    /// ```
+    /// use std::borrow::Cow;
+    /// use cache_core::layer::{LayerError, ValueLayer};
+    /// struct Identity;
+    /// impl ValueLayer for Identity {
+    ///     fn name(&self) -> &'static str { "identity" }
+    ///     fn seal(&self, _key: &str, value: Vec<u8>) -> Vec<u8> { value }
+    ///     fn open<'a>(&self, _key: &str, stored: &'a [u8]) -> Result<Cow<'a, [u8]>, LayerError> {
+    ///         Ok(Cow::Borrowed(stored))
+    ///     }
+    /// }
+    /// let cache = cache_core::Cache::builder().value_layer(Identity).build();
+    /// # let _ = cache;
+    /// ```
+    pub fn value_layer(mut self, layer: impl ValueLayer) -> Self {
+        self.layers.push(Arc::new(layer));
         self
     }
 
@@ -226,6 +253,7 @@ impl CacheBuilder {
                 suppress: self.suppress,
                 metrics: Metrics::default(),
                 flights: SingleFlight::default(),
+                layers: self.layers,
             }),
         }
     }
@@ -355,9 +383,10 @@ impl Cache {
         &self.inner.metrics
     }
 
-    /// Encodes a value into its stored form (envelope + payload).
+    /// Encodes a value into its stored form under `key`: envelope + payload, through the value layers.
     pub(crate) fn encode<T: Serialize + ?Sized>(
         &self,
+        key: &str,
         value: &T,
         meta: EnvelopeMeta,
     ) -> Result<Bytes, CacheError> {
@@ -368,15 +397,29 @@ impl Cache {
                 .encode(value, out)
                 .map_err(CacheError::Encode)
         })?;
+        if !self.inner.layers.is_empty() {
+            out = self.inner.layers.seal(key, out);
+        }
         // Exactly as long as the value: `Bytes` keeps a vector's spare capacity alive, and the memory backend's
         // byte bound charges lengths.
         Ok(Bytes::from(out.into_boxed_slice()))
     }
 
-    /// Decodes stored bytes; every failure is an error, never a panic.
+    /// Decodes the bytes stored under `key`, through the value layers; every failure is an error, never a
+    /// panic.
     pub(crate) fn decode<T: DeserializeOwned>(
+        &self,
+        key: &str,
         bytes: &[u8],
     ) -> Result<(EnvelopeMeta, T), CacheError> {
+        if !self.inner.layers.is_empty() {
+            let opened = self.inner.layers.open(key, bytes)?;
+            return Self::decode_envelope(&opened);
+        }
+        Self::decode_envelope(bytes)
+    }
+
+    fn decode_envelope<T: DeserializeOwned>(bytes: &[u8]) -> Result<(EnvelopeMeta, T), CacheError> {
         let (meta, payload) = EnvelopeMeta::read(bytes)?;
         let value = meta.codec.decode(payload).map_err(CacheError::Decode)?;
         Ok((meta, value))
@@ -457,7 +500,7 @@ impl Cache {
         key: &str,
         bytes: &[u8],
     ) -> Option<(EnvelopeMeta, T)> {
-        match Self::decode::<T>(bytes) {
+        match self.decode::<T>(key, bytes) {
             Ok((meta, _)) if meta.is_expired() => None,
             Ok(entry) => Some(entry),
             Err(error) => {
@@ -493,7 +536,7 @@ impl Cache {
         value: &T,
         ttl: Option<Duration>,
     ) -> Result<(), CacheError> {
-        let bytes = self.encode(value, EnvelopeMeta::new(self.inner.codec, ttl))?;
+        let bytes = self.encode(key, value, EnvelopeMeta::new(self.inner.codec, ttl))?;
         self.write_bytes(key, bytes, ttl).await
     }
 
@@ -706,7 +749,7 @@ impl Cache {
             for position in positions {
                 let (key, value) = entries[position];
                 let meta = EnvelopeMeta::new(self.inner.codec, ttl);
-                batch.push((key, self.encode(value, meta)?));
+                batch.push((key, self.encode(key, value, meta)?));
             }
             let written = backend
                 .set_many(&batch, ttl)

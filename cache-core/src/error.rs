@@ -31,6 +31,9 @@ pub enum CacheError {
     /// Stored bytes are not one of our envelopes (foreign, truncated, corrupted or another version).
     #[error("stored value is not readable: {0}")]
     Envelope(#[from] EnvelopeError),
+    /// A value layer refused the stored bytes (a bad signature, corrupt compressed data, …).
+    #[error(transparent)]
+    Layer(#[from] crate::layer::LayerError),
     /// The operation is switched off in the current [`context`](crate::context) scope and has no neutral
     /// answer (see [`Cache::incr`](crate::Cache::incr)).
     #[error("cache operation {0:?} is disabled in this scope")]

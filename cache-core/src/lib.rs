@@ -35,6 +35,7 @@ pub mod guide;
 #[cfg(feature = "http")]
 pub mod http;
 mod key;
+pub mod layer;
 mod memory;
 mod metrics;
 pub mod shape;

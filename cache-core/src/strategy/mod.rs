@@ -317,7 +317,7 @@ where
     }
     let value = S::stored(out)?;
     cache
-        .encode(value, envelope(cache, options))
+        .encode(key, value, envelope(cache, options))
         .inspect_err(|error| tracing::warn!(key, %error, "value not cached: it cannot be encoded"))
         .ok()
 }
@@ -584,7 +584,7 @@ pub async fn store_with<S: Shape<Out>, Out>(
     options: &Options<Out>,
     value: &S::Stored,
 ) -> Result<(), CacheError> {
-    let bytes = cache.encode(value, envelope(cache, options))?;
+    let bytes = cache.encode(key, value, envelope(cache, options))?;
     tags::register(cache, key, &options.tags, options.ttl).await?;
     cache.write_bytes(key, bytes, options.ttl).await?;
     Ok(())

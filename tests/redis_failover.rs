@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cache_backends::{CircuitBreaker, RedisBackend};
+use cache_backends::{circuit_breaker, RedisBackend};
 use cache_core::{Backend, Cache};
 use cache_suite::RedisServer;
 
@@ -56,7 +56,7 @@ async fn kill_and_restart_under_load() {
         .await
         .expect("backend builds");
     // The same wrapping `cache_backends::setup` applies by default.
-    let breaker = Arc::new(CircuitBreaker::new(redis));
+    let breaker = Arc::new(circuit_breaker(redis));
     let backend: Arc<dyn Backend> = breaker.clone();
     let cache = Cache::builder().backend_arc(backend).build();
 
@@ -181,8 +181,8 @@ async fn kill_and_restart_under_load() {
     );
     println!(
         "failover: breaker opened {} time(s), rejected {} call(s); backend errors counted {}",
-        breaker.opens(),
-        breaker.rejected(),
+        breaker.layer().opens(),
+        breaker.layer().rejected(),
         metrics.backend_errors
     );
     println!(

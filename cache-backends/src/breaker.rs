@@ -17,9 +17,8 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use bytes::Bytes;
-use cache_core::{Backend, BackendError, Capabilities, KeyTtl, SetMode};
+use cache_core::layer::{BackendLayer, Layered, Op};
+use cache_core::{Backend, BackendError};
 
 /// Consecutive failures that open the breaker unless configured otherwise.
 pub const DEFAULT_FAILURE_THRESHOLD: u32 = 5;
@@ -30,11 +29,11 @@ pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(1);
 ///
 /// # Example
 /// ```
-/// use cache_backends::{BreakerState, CircuitBreaker};
+/// use cache_backends::{circuit_breaker, BreakerState};
 /// use cache_core::MemoryBackend;
 ///
-/// let breaker = CircuitBreaker::new(MemoryBackend::builder().max_entries(10).build());
-/// assert_eq!(breaker.state(), BreakerState::Closed);
+/// let breaker = circuit_breaker(MemoryBackend::builder().max_entries(10).build());
+/// assert_eq!(breaker.layer().state(), BreakerState::Closed);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -47,25 +46,25 @@ pub enum BreakerState {
     HalfOpen,
 }
 
-/// Wraps a [`Backend`] and fails fast while it is unhealthy. See the [module docs](self) for the states.
+/// The circuit breaker layer: fails fast while the backend it wraps is unhealthy. See the [module docs](self)
+/// for the states; [`CircuitBreaker`] is a backend wrapped in one.
 ///
 /// # Example
 /// ```
 /// use std::time::Duration;
-/// use cache_backends::CircuitBreaker;
+/// use cache_backends::Breaker;
 /// use cache_core::{Backend, MemoryBackend};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), cache_core::BackendError> {
-/// let backend = CircuitBreaker::builder()
+/// let backend = Breaker::builder()
 ///     .failure_threshold(3)
 ///     .cooldown(Duration::from_millis(500))
 ///     .wrap(MemoryBackend::builder().max_entries(1_000).build());
 /// backend.set("k", "v".into(), None, Default::default()).await?;
-/// assert_eq!(backend.opens(), 0);
+/// assert_eq!(backend.layer().opens(), 0);
 /// # Ok(()) }
 /// ```
-pub struct CircuitBreaker<B> {
-    inner: B,
+pub struct Breaker {
     threshold: u32,
     cooldown: Duration,
     /// Reference point for `opened_at`, so the open instant fits in an atomic.
@@ -78,9 +77,32 @@ pub struct CircuitBreaker<B> {
     rejected: AtomicU64,
 }
 
-impl<B> std::fmt::Debug for CircuitBreaker<B> {
+/// A backend wrapped in a [`Breaker`] (see `cache_core::layer::Layered`): the breaker is
+/// [`layer()`](Layered::layer), the backend [`inner()`](Layered::inner).
+///
+/// # Example
+/// ```
+/// use cache_backends::{circuit_breaker, BreakerState};
+/// let backend = circuit_breaker(cache_core::MemoryBackend::default());
+/// assert_eq!(backend.layer().state(), BreakerState::Closed);
+/// ```
+pub type CircuitBreaker<B> = Layered<Breaker, B>;
+
+/// Wraps `backend` in a breaker with the default settings (5 failures, 1 s cooldown).
+///
+/// # Example
+/// ```
+/// use cache_core::{Backend, MemoryBackend};
+/// let backend = cache_backends::circuit_breaker(MemoryBackend::default());
+/// assert_eq!(backend.inner().name(), "memory");
+/// ```
+pub fn circuit_breaker<B: Backend>(backend: B) -> CircuitBreaker<B> {
+    CircuitBreakerBuilder::default().wrap(backend)
+}
+
+impl std::fmt::Debug for Breaker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CircuitBreaker")
+        f.debug_struct("Breaker")
             .field("state", &self.state())
             .field("threshold", &self.threshold)
             .field("cooldown", &self.cooldown)
@@ -94,10 +116,10 @@ impl<B> std::fmt::Debug for CircuitBreaker<B> {
 /// # Example
 /// ```
 /// use std::time::Duration;
-/// use cache_backends::CircuitBreaker;
+/// use cache_backends::Breaker;
 /// use cache_core::MemoryBackend;
 ///
-/// let breaker = CircuitBreaker::builder()
+/// let breaker = Breaker::builder()
 ///     .failure_threshold(10)
 ///     .cooldown(Duration::from_secs(2))
 ///     .wrap(MemoryBackend::builder().max_entries(100).build());
@@ -123,7 +145,7 @@ impl CircuitBreakerBuilder {
     ///
     /// # Example
     /// ```
-    /// let builder = cache_backends::CircuitBreaker::builder().failure_threshold(3);
+    /// let builder = cache_backends::Breaker::builder().failure_threshold(3);
     /// # let _ = builder;
     /// ```
     pub fn failure_threshold(mut self, failures: u32) -> Self {
@@ -135,7 +157,7 @@ impl CircuitBreakerBuilder {
     ///
     /// # Example
     /// ```
-    /// let builder = cache_backends::CircuitBreaker::builder().cooldown(std::time::Duration::from_secs(5));
+    /// let builder = cache_backends::Breaker::builder().cooldown(std::time::Duration::from_secs(5));
     /// # let _ = builder;
     /// ```
     pub fn cooldown(mut self, cooldown: Duration) -> Self {
@@ -148,12 +170,23 @@ impl CircuitBreakerBuilder {
     /// # Example
     /// ```
     /// use cache_core::MemoryBackend;
-    /// let breaker = cache_backends::CircuitBreaker::builder().wrap(MemoryBackend::builder().build());
+    /// let breaker = cache_backends::Breaker::builder().wrap(MemoryBackend::builder().build());
     /// # let _ = breaker;
     /// ```
     pub fn wrap<B: Backend>(self, backend: B) -> CircuitBreaker<B> {
-        CircuitBreaker {
-            inner: backend,
+        Layered::new(self.build(), backend)
+    }
+
+    /// The breaker layer itself, to wrap a backend with `cache_core::layer::LayeredExt::layered`.
+    ///
+    /// # Example
+    /// ```
+    /// use cache_core::layer::LayeredExt;
+    /// let backend = cache_core::MemoryBackend::default().layered(cache_backends::Breaker::builder().build());
+    /// # let _ = backend;
+    /// ```
+    pub fn build(self) -> Breaker {
+        Breaker {
             threshold: self.threshold,
             cooldown: self.cooldown,
             epoch: Instant::now(),
@@ -185,54 +218,25 @@ impl Drop for ProbeSlot<'_> {
     }
 }
 
-impl<B: Backend> CircuitBreaker<B> {
-    /// Wraps `backend` with the default settings (5 failures, 1 s cooldown).
+impl Breaker {
+    /// Starts configuring a breaker.
     ///
     /// # Example
     /// ```
-    /// use cache_core::MemoryBackend;
-    /// let breaker = cache_backends::CircuitBreaker::new(MemoryBackend::builder().build());
-    /// # let _ = breaker;
-    /// ```
-    pub fn new(backend: B) -> Self {
-        CircuitBreakerBuilder::default().wrap(backend)
-    }
-}
-
-// A concrete impl so `CircuitBreaker::builder()` needs no type annotation (like `HashMap::new`).
-impl CircuitBreaker<()> {
-    /// Starts configuring a breaker; [`CircuitBreakerBuilder::wrap`] picks the backend type.
-    ///
-    /// # Example
-    /// ```
-    /// let builder = cache_backends::CircuitBreaker::builder();
+    /// let builder = cache_backends::Breaker::builder().failure_threshold(3);
     /// # let _ = builder;
     /// ```
     pub fn builder() -> CircuitBreakerBuilder {
         CircuitBreakerBuilder::default()
-    }
-}
-
-impl<B> CircuitBreaker<B> {
-    /// The wrapped backend.
-    ///
-    /// # Example
-    /// ```
-    /// use cache_core::{Backend, MemoryBackend};
-    /// let breaker = cache_backends::CircuitBreaker::new(MemoryBackend::builder().build());
-    /// assert_eq!(breaker.inner().name(), "memory");
-    /// ```
-    pub fn inner(&self) -> &B {
-        &self.inner
     }
 
     /// The current state.
     ///
     /// # Example
     /// ```
-    /// use cache_backends::{BreakerState, CircuitBreaker};
-    /// let breaker = CircuitBreaker::new(cache_core::MemoryBackend::builder().build());
-    /// assert_eq!(breaker.state(), BreakerState::Closed);
+    /// use cache_backends::{circuit_breaker, BreakerState};
+    /// let breaker = circuit_breaker(cache_core::MemoryBackend::builder().build());
+    /// assert_eq!(breaker.layer().state(), BreakerState::Closed);
     /// ```
     pub fn state(&self) -> BreakerState {
         let opened = self.opened_at.load(Ordering::Acquire);
@@ -249,8 +253,8 @@ impl<B> CircuitBreaker<B> {
     ///
     /// # Example
     /// ```
-    /// let breaker = cache_backends::CircuitBreaker::new(cache_core::MemoryBackend::builder().build());
-    /// assert_eq!(breaker.opens(), 0);
+    /// let breaker = cache_backends::circuit_breaker(cache_core::MemoryBackend::builder().build());
+    /// assert_eq!(breaker.layer().opens(), 0);
     /// ```
     pub fn opens(&self) -> u64 {
         self.opens.load(Ordering::Relaxed)
@@ -260,8 +264,8 @@ impl<B> CircuitBreaker<B> {
     ///
     /// # Example
     /// ```
-    /// let breaker = cache_backends::CircuitBreaker::new(cache_core::MemoryBackend::builder().build());
-    /// assert_eq!(breaker.rejected(), 0);
+    /// let breaker = cache_backends::circuit_breaker(cache_core::MemoryBackend::builder().build());
+    /// assert_eq!(breaker.layer().rejected(), 0);
     /// ```
     pub fn rejected(&self) -> u64 {
         self.rejected.load(Ordering::Relaxed)
@@ -289,10 +293,7 @@ impl<B> CircuitBreaker<B> {
                 .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
         {
-            tracing::debug!(
-                backend = std::any::type_name::<B>(),
-                "circuit breaker half-open: probing"
-            );
+            tracing::debug!("circuit breaker half-open: probing");
             return Ok((
                 Admission::Probe,
                 Some(ProbeSlot {
@@ -315,10 +316,7 @@ impl<B> CircuitBreaker<B> {
         if self.opened_at.load(Ordering::Acquire) != 0
             && self.opened_at.swap(0, Ordering::AcqRel) != 0
         {
-            tracing::info!(
-                backend = std::any::type_name::<B>(),
-                "circuit breaker closed: backend answers again"
-            );
+            tracing::info!("circuit breaker closed: backend answers again");
         }
     }
 
@@ -331,8 +329,7 @@ impl<B> CircuitBreaker<B> {
             Admission::Probe => {
                 self.opened_at.store(self.now_ms(), Ordering::Release);
                 tracing::debug!(
-                    backend = std::any::type_name::<B>(),
-                    %error,
+                        %error,
                     "circuit breaker probe failed; staying open"
                 );
             }
@@ -344,8 +341,7 @@ impl<B> CircuitBreaker<B> {
                 {
                     self.opens.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(
-                        backend = std::any::type_name::<B>(),
-                        failures,
+                                failures,
                         cooldown = ?self.cooldown,
                         %error,
                         "circuit breaker open: failing fast"
@@ -377,103 +373,22 @@ fn counts_as_failure(error: &BackendError) -> bool {
     )
 }
 
-#[async_trait]
-impl<B: Backend> Backend for CircuitBreaker<B> {
-    async fn get(&self, key: &str) -> Result<Option<Bytes>, BackendError> {
-        self.call(self.inner.get(key)).await
-    }
-
-    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>, BackendError> {
-        self.call(self.inner.get_many(keys)).await
-    }
-
-    async fn set(
-        &self,
-        key: &str,
-        value: Bytes,
-        ttl: Option<Duration>,
-        mode: SetMode,
-    ) -> Result<bool, BackendError> {
-        self.call(self.inner.set(key, value, ttl, mode)).await
-    }
-
-    async fn set_many(
-        &self,
-        entries: &[(&str, Bytes)],
-        ttl: Option<Duration>,
-    ) -> Result<(), BackendError> {
-        self.call(self.inner.set_many(entries, ttl)).await
-    }
-
-    async fn delete(&self, key: &str) -> Result<bool, BackendError> {
-        self.call(self.inner.delete(key)).await
-    }
-
-    async fn delete_many(&self, keys: &[&str]) -> Result<u64, BackendError> {
-        self.call(self.inner.delete_many(keys)).await
-    }
-
-    async fn delete_match(&self, pattern: &str) -> Result<u64, BackendError> {
-        self.call(self.inner.delete_match(pattern)).await
-    }
-
-    async fn scan(&self, pattern: &str) -> Result<Vec<String>, BackendError> {
-        self.call(self.inner.scan(pattern)).await
-    }
-
-    async fn incr(&self, key: &str, by: i64, ttl: Option<Duration>) -> Result<i64, BackendError> {
-        self.call(self.inner.incr(key, by, ttl)).await
-    }
-
-    async fn expire(&self, key: &str, ttl: Duration) -> Result<bool, BackendError> {
-        self.call(self.inner.expire(key, ttl)).await
-    }
-
-    async fn ttl(&self, key: &str) -> Result<KeyTtl, BackendError> {
-        self.call(self.inner.ttl(key)).await
-    }
-
-    async fn unlock(&self, key: &str, token: &[u8]) -> Result<bool, BackendError> {
-        self.call(self.inner.unlock(key, token)).await
-    }
-
-    async fn ping(&self) -> Result<(), BackendError> {
-        self.call(self.inner.ping()).await
-    }
-
-    async fn clear(&self) -> Result<(), BackendError> {
-        self.call(self.inner.clear()).await
-    }
-
-    async fn set_add(
-        &self,
-        key: &str,
-        members: &[&str],
-        ttl: Option<Duration>,
-    ) -> Result<(), BackendError> {
-        self.call(self.inner.set_add(key, members, ttl)).await
-    }
-
-    async fn set_members(&self, key: &str) -> Result<Vec<String>, BackendError> {
-        self.call(self.inner.set_members(key)).await
-    }
-
-    async fn set_remove(&self, key: &str, members: &[&str]) -> Result<u64, BackendError> {
-        self.call(self.inner.set_remove(key, members)).await
-    }
-
-    fn name(&self) -> &'static str {
-        self.inner.name()
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
+impl BackendLayer for Breaker {
+    fn around<'a, T: Send + 'a>(
+        &'a self,
+        _op: Op,
+        call: impl std::future::Future<Output = Result<T, BackendError>> + Send + 'a,
+    ) -> impl std::future::Future<Output = Result<T, BackendError>> + Send + 'a {
+        self.call(call)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use async_trait::async_trait;
+    use bytes::Bytes;
+    use cache_core::{Capabilities, KeyTtl, SetMode};
     use std::sync::atomic::AtomicUsize;
     use std::sync::Arc;
 
@@ -575,7 +490,7 @@ mod tests {
     }
 
     fn breaker(flaky: &Arc<Flaky>, cooldown_ms: u64) -> CircuitBreaker<Handle> {
-        CircuitBreaker::builder()
+        Breaker::builder()
             .failure_threshold(3)
             .cooldown(Duration::from_millis(cooldown_ms))
             .wrap(Handle(Arc::clone(flaky)))
@@ -589,8 +504,8 @@ mod tests {
         for _ in 0..3 {
             assert!(matches!(b.get("k").await, Err(BackendError::Connection(_))));
         }
-        assert_eq!(b.state(), BreakerState::Open);
-        assert_eq!(b.opens(), 1);
+        assert_eq!(b.layer().state(), BreakerState::Open);
+        assert_eq!(b.layer().opens(), 1);
         for _ in 0..10 {
             assert!(matches!(b.get("k").await, Err(BackendError::CircuitOpen)));
         }
@@ -599,7 +514,7 @@ mod tests {
             3,
             "open breaker must not call the backend"
         );
-        assert_eq!(b.rejected(), 10);
+        assert_eq!(b.layer().rejected(), 10);
     }
 
     #[tokio::test]
@@ -613,8 +528,8 @@ mod tests {
             flaky.down.store(false, Ordering::SeqCst);
             b.get("k").await.ok();
         }
-        assert_eq!(b.state(), BreakerState::Closed);
-        assert_eq!(b.opens(), 0);
+        assert_eq!(b.layer().state(), BreakerState::Closed);
+        assert_eq!(b.layer().opens(), 0);
     }
 
     #[tokio::test]
@@ -625,18 +540,18 @@ mod tests {
         for _ in 0..3 {
             let _ = b.ping().await;
         }
-        assert_eq!(b.state(), BreakerState::Open);
+        assert_eq!(b.layer().state(), BreakerState::Open);
         tokio::time::sleep(Duration::from_millis(70)).await;
-        assert_eq!(b.state(), BreakerState::HalfOpen);
+        assert_eq!(b.layer().state(), BreakerState::HalfOpen);
         // Failed probe: open for another cooldown.
         assert!(matches!(b.ping().await, Err(BackendError::Connection(_))));
-        assert_eq!(b.state(), BreakerState::Open);
+        assert_eq!(b.layer().state(), BreakerState::Open);
         assert!(matches!(b.ping().await, Err(BackendError::CircuitOpen)));
         tokio::time::sleep(Duration::from_millis(70)).await;
         flaky.down.store(false, Ordering::SeqCst);
         b.ping().await.ok();
-        assert_eq!(b.state(), BreakerState::Closed);
-        assert_eq!(b.opens(), 1, "a failed probe is not a new opening");
+        assert_eq!(b.layer().state(), BreakerState::Closed);
+        assert_eq!(b.layer().opens(), 1, "a failed probe is not a new opening");
     }
 
     #[tokio::test]
@@ -663,7 +578,7 @@ mod tests {
             b.get("k").await.is_ok(),
             "the slot of a cancelled probe is free again"
         );
-        assert_eq!(b.state(), BreakerState::Closed);
+        assert_eq!(b.layer().state(), BreakerState::Closed);
     }
 
     #[tokio::test]
@@ -676,6 +591,6 @@ mod tests {
                 Err(BackendError::WrongType(_))
             ));
         }
-        assert_eq!(b.state(), BreakerState::Closed);
+        assert_eq!(b.layer().state(), BreakerState::Closed);
     }
 }

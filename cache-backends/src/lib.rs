@@ -19,7 +19,7 @@ pub mod breaker;
 pub mod redis;
 pub mod setup;
 
-pub use breaker::{BreakerState, CircuitBreaker, CircuitBreakerBuilder};
+pub use breaker::{circuit_breaker, Breaker, BreakerState, CircuitBreaker, CircuitBreakerBuilder};
 #[cfg(feature = "redis")]
 pub use redis::{RedisBackend, RedisBackendBuilder};
 pub use setup::{

@@ -439,7 +439,7 @@ async fn connect_redis(url: &RedisUrl) -> Result<Arc<dyn Backend>, SetupError> {
     if !url.breaker {
         return Ok(Arc::new(redis));
     }
-    let mut breaker = crate::CircuitBreaker::builder();
+    let mut breaker = crate::Breaker::builder();
     if let Some(n) = url.breaker_failures {
         breaker = breaker.failure_threshold(n);
     }

@@ -327,3 +327,93 @@ pub trait Backend: Send + Sync + 'static {
         }
     }
 }
+
+/// A shared backend is a backend: layers can wrap an `Arc<dyn Backend>` (what `setup` builds) or a backend
+/// that is also used elsewhere.
+///
+/// ```
+/// use std::sync::Arc;
+/// use cache_core::layer::{KeyMangler, LayeredExt};
+/// use cache_core::{Backend, MemoryBackend};
+/// let shared: Arc<dyn Backend> = Arc::new(MemoryBackend::default());
+/// let tenant_a = shared.clone().layered(KeyMangler::new().prefix("a:"));
+/// assert_eq!(tenant_a.name(), "memory");
+/// ```
+#[async_trait]
+impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, BackendError> {
+        (**self).get(key).await
+    }
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>, BackendError> {
+        (**self).get_many(keys).await
+    }
+    async fn set(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Option<Duration>,
+        mode: SetMode,
+    ) -> Result<bool, BackendError> {
+        (**self).set(key, value, ttl, mode).await
+    }
+    async fn set_many(
+        &self,
+        entries: &[(&str, Bytes)],
+        ttl: Option<Duration>,
+    ) -> Result<(), BackendError> {
+        (**self).set_many(entries, ttl).await
+    }
+    async fn delete(&self, key: &str) -> Result<bool, BackendError> {
+        (**self).delete(key).await
+    }
+    async fn delete_many(&self, keys: &[&str]) -> Result<u64, BackendError> {
+        (**self).delete_many(keys).await
+    }
+    async fn delete_match(&self, pattern: &str) -> Result<u64, BackendError> {
+        (**self).delete_match(pattern).await
+    }
+    async fn scan(&self, pattern: &str) -> Result<Vec<String>, BackendError> {
+        (**self).scan(pattern).await
+    }
+    async fn incr(&self, key: &str, by: i64, ttl: Option<Duration>) -> Result<i64, BackendError> {
+        (**self).incr(key, by, ttl).await
+    }
+    async fn expire(&self, key: &str, ttl: Duration) -> Result<bool, BackendError> {
+        (**self).expire(key, ttl).await
+    }
+    async fn ttl(&self, key: &str) -> Result<KeyTtl, BackendError> {
+        (**self).ttl(key).await
+    }
+    async fn unlock(&self, key: &str, token: &[u8]) -> Result<bool, BackendError> {
+        (**self).unlock(key, token).await
+    }
+    async fn ping(&self) -> Result<(), BackendError> {
+        (**self).ping().await
+    }
+    async fn clear(&self) -> Result<(), BackendError> {
+        (**self).clear().await
+    }
+    async fn set_add(
+        &self,
+        key: &str,
+        members: &[&str],
+        ttl: Option<Duration>,
+    ) -> Result<(), BackendError> {
+        (**self).set_add(key, members, ttl).await
+    }
+    async fn set_members(&self, key: &str) -> Result<Vec<String>, BackendError> {
+        (**self).set_members(key).await
+    }
+    async fn set_remove(&self, key: &str, members: &[&str]) -> Result<u64, BackendError> {
+        (**self).set_remove(key, members).await
+    }
+    fn as_memory(&self) -> Option<&crate::MemoryBackend> {
+        (**self).as_memory()
+    }
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+    fn capabilities(&self) -> Capabilities {
+        (**self).capabilities()
+    }
+}

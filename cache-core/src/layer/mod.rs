@@ -1,5 +1,13 @@
-//! Value layers: transformations of stored bytes between a [`Cache`](crate::Cache) and its backends, such as
-//! compression ([`Compress`]) and signing ([`Sign`]).
+//! Layers: what stands between a [`Cache`](crate::Cache) and its storage.
+//!
+//! Two kinds, for two jobs:
+//!
+//! - **Backend layers** ([`BackendLayer`], applied with [`LayeredExt::layered`]) wrap a backend in another that
+//!   rewrites keys ([`KeyMangler`]), watches operations ([`Observe`]) or guards them (the circuit breaker in
+//!   `cache-backends`). A layer writes only the hooks it needs; [`Layered`] applies them to every operation.
+//! - **Value layers** ([`ValueLayer`], added with [`CacheBuilder::value_layer`](crate::CacheBuilder::value_layer))
+//!   transform stored bytes: compression ([`Compress`], feature `compress`) and signing ([`Sign`], feature
+//!   `sign`).
 //!
 //! A value layer sees each value after it was encoded (envelope and payload) on its way to the backend, and
 //! before it is decoded on its way back; what it writes it alone reads. Layers live in the cache rather than
@@ -14,16 +22,22 @@
 
 #[cfg(feature = "compress")]
 mod compress;
+mod keys;
+mod observe;
 #[cfg(feature = "sign")]
 mod sign;
+mod wrap;
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
 #[cfg(feature = "compress")]
 pub use compress::Compress;
+pub use keys::KeyMangler;
+pub use observe::{Observe, OpStats};
 #[cfg(feature = "sign")]
 pub use sign::Sign;
+pub use wrap::{BackendLayer, Layered, LayeredExt, Op};
 
 /// Why a value layer refused stored bytes. The value reads as a miss (logged, counted in
 /// [`MetricsSnapshot::decode_errors`](crate::MetricsSnapshot::decode_errors)).

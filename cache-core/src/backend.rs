@@ -124,6 +124,21 @@ pub enum BackendError {
     Other(String),
 }
 
+/// Any backend as `dyn Any`, so that the cache can recognise its own embedded memory backend behind a
+/// `dyn Backend` (and read it without the boxed futures of this trait) while the contract names no backend
+/// type. Implemented for every type; nothing to write.
+#[doc(hidden)]
+pub trait AsAny: std::any::Any {
+    /// `self` as `dyn Any`.
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
+impl<T: std::any::Any> AsAny for T {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 /// An async key-value store of bytes with TTLs.
 ///
 /// Keys are UTF-8 strings; values are opaque bytes. Glob patterns use Redis syntax (`*`, `?`, `[abc]`, `[^a]`,
@@ -145,7 +160,7 @@ pub enum BackendError {
 /// # Ok(()) }
 /// ```
 #[async_trait]
-pub trait Backend: Send + Sync + 'static {
+pub trait Backend: AsAny + Send + Sync + 'static {
     /// Reads one value.
     async fn get(&self, key: &str) -> Result<Option<Bytes>, BackendError>;
 
@@ -286,18 +301,6 @@ pub trait Backend: Send + Sync + 'static {
         Err(self.unsupported(Capabilities::SETS))
     }
 
-    /// The embedded memory backend behind this one, if it is one. [`Cache`](crate::Cache) reads it directly —
-    /// without the boxed future of this trait, and without decoding on hits of cached functions. Other backends
-    /// keep the default `None`.
-    ///
-    /// ```
-    /// use cache_core::{Backend, MemoryBackend};
-    /// assert!(MemoryBackend::default().as_memory().is_some());
-    /// ```
-    fn as_memory(&self) -> Option<&crate::MemoryBackend> {
-        None
-    }
-
     /// A short name for logs and metrics, such as `"memory"` or `"redis"`.
     fn name(&self) -> &'static str {
         "backend"
@@ -406,9 +409,6 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     }
     async fn set_remove(&self, key: &str, members: &[&str]) -> Result<u64, BackendError> {
         (**self).set_remove(key, members).await
-    }
-    fn as_memory(&self) -> Option<&crate::MemoryBackend> {
-        (**self).as_memory()
     }
     fn name(&self) -> &'static str {
         (**self).name()

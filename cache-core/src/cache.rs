@@ -1,6 +1,5 @@
 //! The [`Cache`] handle, its builder and the process-wide default.
 
-use std::future::Future;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -17,9 +16,10 @@ use crate::error::CacheError;
 use crate::layer::{ValueLayer, ValueLayers};
 use crate::memory::{MemoryBackend, TypedRead};
 use crate::metrics::{Metrics, MetricsSnapshot};
-use crate::shape::Plain;
+use crate::router::Router;
 use crate::singleflight::SingleFlight;
 use crate::size::decoded_size_beside;
+use crate::stored::StoredForm;
 
 /// A cheap-to-clone handle to a cache: one backend (or several, routed by key prefix), a codec, and counters.
 ///
@@ -60,31 +60,20 @@ pub struct Cache {
 }
 
 pub(crate) struct Inner {
-    default: Arc<dyn Backend>,
-    /// Longest prefix first, so the most specific route wins.
-    routes: Vec<(String, Arc<dyn Backend>)>,
-    pub(crate) codec: Codec,
+    router: Router,
+    form: StoredForm,
     pub(crate) strict: bool,
     suppress: bool,
     pub(crate) metrics: Metrics,
     pub(crate) flights: SingleFlight,
-    layers: ValueLayers,
 }
 
 impl std::fmt::Debug for Cache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cache")
-            .field("backend", &self.inner.default.name())
-            .field(
-                "routes",
-                &self
-                    .inner
-                    .routes
-                    .iter()
-                    .map(|(p, b)| (p.as_str(), b.name()))
-                    .collect::<Vec<_>>(),
-            )
-            .field("codec", &self.inner.codec)
+            .field("backend", &self.inner.router.default_backend().name())
+            .field("routes", &self.inner.router.routes())
+            .field("codec", &self.inner.form.codec)
             .field("strict", &self.inner.strict)
             .field("suppress", &self.inner.suppress)
             .finish()
@@ -239,21 +228,22 @@ impl CacheBuilder {
     /// let cache = cache_core::Cache::builder().build();
     /// # let _ = cache;
     /// ```
-    pub fn build(mut self) -> Cache {
-        self.routes
-            .sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
+    pub fn build(self) -> Cache {
         Cache {
             inner: Arc::new(Inner {
-                default: self
-                    .default
-                    .unwrap_or_else(|| Arc::new(MemoryBackend::default())),
-                routes: self.routes,
-                codec: self.codec,
+                router: Router::new(
+                    self.default
+                        .unwrap_or_else(|| Arc::new(MemoryBackend::default())),
+                    self.routes,
+                ),
+                form: StoredForm {
+                    codec: self.codec,
+                    layers: self.layers,
+                },
                 strict: self.strict,
                 suppress: self.suppress,
                 metrics: Metrics::default(),
                 flights: SingleFlight::default(),
-                layers: self.layers,
             }),
         }
     }
@@ -311,9 +301,7 @@ impl Cache {
     /// assert!(Cache::memory().capabilities().contains(Capabilities::SETS));
     /// ```
     pub fn capabilities(&self) -> Capabilities {
-        self.backends().fold(Capabilities::all(), |have, backend| {
-            have & backend.capabilities()
-        })
+        self.inner.router.capabilities()
     }
 
     /// Checks that every backend of this cache has `capabilities`; the error names the first backend that lacks
@@ -328,13 +316,7 @@ impl Cache {
     /// );
     /// ```
     pub fn require(&self, capabilities: Capabilities) -> Result<(), BackendError> {
-        for backend in self.backends() {
-            let missing = capabilities - backend.capabilities();
-            if !missing.is_empty() {
-                return Err(backend.unsupported(missing));
-            }
-        }
-        Ok(())
+        self.inner.router.require(capabilities)
     }
 
     /// The backend that holds `key`.
@@ -343,21 +325,17 @@ impl Cache {
     /// assert_eq!(cache_core::Cache::memory().backend_for("k").name(), "memory");
     /// ```
     pub fn backend_for(&self, key: &str) -> &Arc<dyn Backend> {
-        self.inner
-            .routes
-            .iter()
-            .find(|(prefix, _)| key.starts_with(prefix.as_str()))
-            .map_or(&self.inner.default, |(_, backend)| backend)
+        self.inner.router.backend_for(key)
     }
 
     /// Every distinct backend (the default one first), for operations over all keys.
     fn backends(&self) -> impl Iterator<Item = &Arc<dyn Backend>> {
-        std::iter::once(&self.inner.default).chain(self.inner.routes.iter().map(|(_, b)| b))
+        self.inner.router.backends()
     }
 
     /// The codec used for writes.
     pub fn codec(&self) -> Codec {
-        self.inner.codec
+        self.inner.form.codec
     }
 
     /// Whether this cache is strict (see [`CacheBuilder::strict`]).
@@ -383,46 +361,14 @@ impl Cache {
         &self.inner.metrics
     }
 
-    /// Encodes a value into its stored form under `key`: envelope + payload, through the value layers.
+    /// Encodes a value into its stored form under `key` (see [`StoredForm::encode`]).
     pub(crate) fn encode<T: Serialize + ?Sized>(
         &self,
         key: &str,
         value: &T,
         meta: EnvelopeMeta,
     ) -> Result<Bytes, CacheError> {
-        let mut out = Vec::with_capacity(64);
-        meta.encode(&mut out, |out| {
-            self.inner
-                .codec
-                .encode(value, out)
-                .map_err(CacheError::Encode)
-        })?;
-        if !self.inner.layers.is_empty() {
-            out = self.inner.layers.seal(key, out);
-        }
-        // Exactly as long as the value: `Bytes` keeps a vector's spare capacity alive, and the memory backend's
-        // byte bound charges lengths.
-        Ok(Bytes::from(out.into_boxed_slice()))
-    }
-
-    /// Decodes the bytes stored under `key`, through the value layers; every failure is an error, never a
-    /// panic.
-    pub(crate) fn decode<T: DeserializeOwned>(
-        &self,
-        key: &str,
-        bytes: &[u8],
-    ) -> Result<(EnvelopeMeta, T), CacheError> {
-        if !self.inner.layers.is_empty() {
-            let opened = self.inner.layers.open(key, bytes)?;
-            return Self::decode_envelope(&opened);
-        }
-        Self::decode_envelope(bytes)
-    }
-
-    fn decode_envelope<T: DeserializeOwned>(bytes: &[u8]) -> Result<(EnvelopeMeta, T), CacheError> {
-        let (meta, payload) = EnvelopeMeta::read(bytes)?;
-        let value = meta.codec.decode(payload).map_err(CacheError::Decode)?;
-        Ok((meta, value))
+        self.inner.form.encode(key, value, meta)
     }
 
     /// Reads and decodes one entry. Undecodable bytes are counted and logged, and read as `None`.
@@ -455,7 +401,7 @@ impl Cache {
         backend: &Arc<dyn Backend>,
         key: &str,
     ) -> Result<Option<Bytes>, CacheError> {
-        let read = match backend.as_memory() {
+        let read = match embedded_memory(backend) {
             Some(memory) => {
                 consume_budget().await;
                 memory.get_now(key)
@@ -475,7 +421,7 @@ impl Cache {
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
     {
         let backend = self.backend_for(key);
-        let Some(memory) = backend.as_memory() else {
+        let Some(memory) = embedded_memory(backend) else {
             return self.read_bytes_from(backend, key).await;
         };
         consume_budget().await;
@@ -500,7 +446,7 @@ impl Cache {
         key: &str,
         bytes: &[u8],
     ) -> Option<(EnvelopeMeta, T)> {
-        match self.decode::<T>(key, bytes) {
+        match self.inner.form.decode::<T>(key, bytes) {
             Ok((meta, _)) if meta.is_expired() => None,
             Ok(entry) => Some(entry),
             Err(error) => {
@@ -536,7 +482,7 @@ impl Cache {
         value: &T,
         ttl: Option<Duration>,
     ) -> Result<(), CacheError> {
-        let bytes = self.encode(key, value, EnvelopeMeta::new(self.inner.codec, ttl))?;
+        let bytes = self.encode(key, value, EnvelopeMeta::new(self.inner.form.codec, ttl))?;
         self.write_bytes(key, bytes, ttl).await
     }
 
@@ -748,7 +694,7 @@ impl Cache {
             let mut batch = Vec::with_capacity(positions.len());
             for position in positions {
                 let (key, value) = entries[position];
-                let meta = EnvelopeMeta::new(self.inner.codec, ttl);
+                let meta = EnvelopeMeta::new(self.inner.form.codec, ttl);
                 batch.push((key, self.encode(key, value, meta)?));
             }
             let written = backend
@@ -953,67 +899,31 @@ impl Cache {
         }
         Ok(())
     }
+}
 
-    /// Returns the cached value for `key`, or runs `compute`, stores its result for `ttl` and returns it.
-    ///
-    /// Concurrent callers of one missing key share one `compute` run. Fails open: if the backend fails, the
-    /// value is computed and returned anyway (the failure is logged and counted). Honours the
-    /// [`context`](crate::context) scope like cached functions do.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// let cache = cache_core::Cache::memory();
-    /// let v: String = cache.get_or_set("greeting", None, || async { "hi".to_string() }).await;
-    /// assert_eq!(v, "hi");
-    /// # }
-    /// ```
-    pub async fn get_or_set<T, F, Fut>(&self, key: &str, ttl: Option<Duration>, compute: F) -> T
-    where
-        T: crate::shape::Storable,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = T>,
-    {
-        crate::strategy::cached(Plain, self, key.to_owned(), ttl, None, async move {
-            compute().await
-        })
-        .await
-    }
+/// The embedded memory backend behind `backend`, if that is what it is (directly or in an `Arc`): read without
+/// the boxed futures of the `Backend` trait and, on hits of cached functions, without decoding. A layered
+/// memory backend is not one: its layer must see every read.
+fn embedded_memory(backend: &Arc<dyn Backend>) -> Option<&MemoryBackend> {
+    let any = (**backend).as_any();
+    any.downcast_ref::<MemoryBackend>().or_else(|| {
+        any.downcast_ref::<Arc<MemoryBackend>>()
+            .map(|shared| &**shared)
+    })
+}
 
-    /// Like [`Cache::get_or_set`], but a backend failure is returned as an error instead of computing the value
-    /// when the cache is [strict](CacheBuilder::strict); a non-strict cache fails open and never errors here.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// let cache = cache_core::Cache::builder().strict(true).build();
-    /// let v = cache.try_get_or_set("k", None, || async { 1u8 }).await.unwrap();
-    /// assert_eq!(v, 1);
-    /// # }
-    /// ```
-    pub async fn try_get_or_set<T, F, Fut>(
-        &self,
-        key: &str,
-        ttl: Option<Duration>,
-        compute: F,
-    ) -> Result<T, CacheError>
-    where
-        T: crate::shape::Storable,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = T>,
-    {
-        if self.is_strict() {
-            crate::strategy::cached(
-                crate::shape::StrictOk,
-                self,
-                key.to_owned(),
-                ttl,
-                None,
-                async move { Ok::<T, CacheError>(compute().await) },
-            )
-            .await
-        } else {
-            Ok(self.get_or_set(key, ttl, compute).await)
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layer::{LayeredExt, Observe};
+
+    #[test]
+    fn the_fast_path_sees_a_memory_backend_but_never_through_a_layer() {
+        let plain: Arc<dyn Backend> = Arc::new(MemoryBackend::default());
+        let shared: Arc<dyn Backend> = Arc::new(Arc::new(MemoryBackend::default()));
+        let layered: Arc<dyn Backend> = Arc::new(MemoryBackend::default().layered(Observe::new()));
+        assert!(embedded_memory(&plain).is_some());
+        assert!(embedded_memory(&shared).is_some());
+        assert!(embedded_memory(&layered).is_none());
     }
 }

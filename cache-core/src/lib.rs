@@ -38,9 +38,11 @@ mod key;
 pub mod layer;
 mod memory;
 mod metrics;
+mod router;
 pub mod shape;
 mod singleflight;
 mod size;
+mod stored;
 pub mod strategy;
 
 #[doc(hidden)]

@@ -696,10 +696,6 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
-    fn as_memory(&self) -> Option<&MemoryBackend> {
-        Some(self)
-    }
-
     fn name(&self) -> &'static str {
         "memory"
     }

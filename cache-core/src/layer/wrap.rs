@@ -158,7 +158,7 @@ pub trait BackendLayer: Send + Sync + 'static {
 
 /// A backend wrapped in a [`BackendLayer`]; itself a [`Backend`], so layers stack.
 ///
-/// It never exposes the memory backend inside it to the cache's fast path (`Backend::as_memory`): a layer that
+/// The cache's memory fast path never reaches through it to a memory backend inside: a layer that
 /// rewrites keys or watches operations must see every read. Value transformations that keep the fast path are
 /// [`ValueLayer`](super::ValueLayer)s.
 ///

@@ -25,7 +25,7 @@ use crate::cache::Cache;
 use crate::context::{self, Hit, Ops};
 use crate::envelope::EnvelopeMeta;
 use crate::error::CacheError;
-use crate::shape::Shape;
+use crate::shape::{Plain, Shape};
 use crate::singleflight::{self, Outcome, Role};
 
 /// The name [`detect`](crate::context::detect) reports for hits of [`cached`].
@@ -683,4 +683,69 @@ pub async fn invalidate_matching(cache: &Cache, pattern: &str) -> u64 {
         return 0;
     }
     cache.delete_match(pattern).await.unwrap_or(0)
+}
+
+impl Cache {
+    /// Returns the cached value for `key`, or runs `compute`, stores its result for `ttl` and returns it.
+    ///
+    /// Concurrent callers of one missing key share one `compute` run. Fails open: if the backend fails, the
+    /// value is computed and returned anyway (the failure is logged and counted). Honours the
+    /// [`context`](crate::context) scope like cached functions do.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let cache = cache_core::Cache::memory();
+    /// let v: String = cache.get_or_set("greeting", None, || async { "hi".to_string() }).await;
+    /// assert_eq!(v, "hi");
+    /// # }
+    /// ```
+    pub async fn get_or_set<T, F, Fut>(&self, key: &str, ttl: Option<Duration>, compute: F) -> T
+    where
+        T: crate::shape::Storable,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        cached(Plain, self, key.to_owned(), ttl, None, async move {
+            compute().await
+        })
+        .await
+    }
+
+    /// Like [`Cache::get_or_set`], but a backend failure is returned as an error instead of computing the value
+    /// when the cache is [strict](CacheBuilder::strict); a non-strict cache fails open and never errors here.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let cache = cache_core::Cache::builder().strict(true).build();
+    /// let v = cache.try_get_or_set("k", None, || async { 1u8 }).await.unwrap();
+    /// assert_eq!(v, 1);
+    /// # }
+    /// ```
+    pub async fn try_get_or_set<T, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Option<Duration>,
+        compute: F,
+    ) -> Result<T, CacheError>
+    where
+        T: crate::shape::Storable,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        if self.is_strict() {
+            cached(
+                crate::shape::StrictOk,
+                self,
+                key.to_owned(),
+                ttl,
+                None,
+                async move { Ok::<T, CacheError>(compute().await) },
+            )
+            .await
+        } else {
+            Ok(self.get_or_set(key, ttl, compute).await)
+        }
+    }
 }

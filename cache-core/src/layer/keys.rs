@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 
 use super::wrap::BackendLayer;
 use crate::backend::Capabilities;
+use crate::key::KeyBuilder;
 
 /// Separates a hashed key's readable head from its hash. A key that contains it is always hashed, so a key
 /// that passes through unchanged never looks like a hashed one.
@@ -146,14 +147,9 @@ impl KeyMangler {
     }
 
     fn escaped_prefix(&self) -> String {
-        let mut out = String::with_capacity(self.prefix.len() + 4);
-        for c in self.prefix.chars() {
-            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-                out.push('\\');
-            }
-            out.push(c);
-        }
-        out
+        let mut pattern = KeyBuilder::new();
+        pattern.glob_literal(&self.prefix);
+        pattern.finish()
     }
 }
 

@@ -29,12 +29,18 @@
 //! | `breaker_failures` | Redis | consecutive failures that open the breaker (default 5) |
 //! | `breaker_cooldown` | Redis | how long the breaker stays open (default `1s`) |
 //! | `strict` | all | `true` makes backend errors reach callers instead of failing open |
+//! | `compress` | all (main URL) | `lz4`: compress values from `compress_min` bytes (`cache_core::layer::Compress`) |
+//! | `compress_min` | all (main URL) | the smallest value compressed, in bytes (default 1024) |
+//! | `secret` | all (main URL) | `env:NAME`: sign values with the secret in that environment variable (`cache_core::layer::Sign`); a secret written into the URL itself is refused, URLs end up in logs |
+//! | `old_secrets` | all (main URL) | `env:A,env:B`: earlier secrets still accepted on reads (rotation) |
+//! | `hash_keys_over` | all | keys longer than this many bytes are stored as a readable head + hash (`cache_core::layer::KeyMangler`; the backend loses pattern scans) |
 //!
 //! Anything else is a [`SetupError`] naming the problem: a typo must not silently fall back to defaults.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use cache_core::layer::{KeyMangler, LayeredExt};
 use cache_core::{Backend, BackendError, Cache, CacheBuilder, Capabilities, MemoryBackend};
 
 /// Why a cache could not be set up from its configuration.
@@ -167,6 +173,162 @@ pub struct CacheUrl {
     pub backend: BackendKind,
     /// `strict`: backend errors reach callers.
     pub strict: bool,
+    /// The layer options.
+    pub layers: LayerOptions,
+}
+
+/// The layer options of a cache URL, which every scheme accepts (see the [module docs](self)).
+///
+/// # Example
+/// ```
+/// let parsed = cache_backends::parse_url("mem://?compress=lz4&compress_min=256&hash_keys_over=200").unwrap();
+/// assert_eq!(parsed.layers.compress_min, Some(256));
+/// assert_eq!(parsed.layers.hash_keys_over, Some(200));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LayerOptions {
+    /// `compress=lz4`: the smallest value compressed (`compress_min`, default 1024).
+    pub compress_min: Option<usize>,
+    /// `secret=env:NAME`: the environment variable holding the signing secret. Read when the cache is built.
+    pub secret_env: Option<String>,
+    /// `old_secrets=env:A,env:B`: variables holding earlier secrets, accepted on reads.
+    pub old_secret_envs: Vec<String>,
+    /// `hash_keys_over`: keys longer than this are hashed.
+    pub hash_keys_over: Option<usize>,
+}
+
+impl LayerOptions {
+    /// Whether any option applies to the whole cache (values), which only the main URL may set.
+    fn has_value_layers(&self) -> bool {
+        self.compress_min.is_some() || self.secret_env.is_some() || !self.old_secret_envs.is_empty()
+    }
+}
+
+impl LayerOptions {
+    /// Adds the value layers these options ask for to `builder`: compression first, signing last (outermost),
+    /// so nothing is decompressed before it is verified.
+    // `mut` is unused when both layer features are compiled out.
+    #[allow(unused_mut)]
+    fn add_value_layers(&self, mut builder: CacheBuilder) -> Result<CacheBuilder, SetupError> {
+        if let Some(min) = self.compress_min {
+            #[cfg(feature = "compress")]
+            {
+                builder = builder.value_layer(cache_core::layer::Compress::new(min));
+            }
+            #[cfg(not(feature = "compress"))]
+            {
+                let _ = min;
+                return Err(SetupError::FeatureDisabled {
+                    feature: "compress",
+                    what: "the compress option",
+                });
+            }
+        }
+        if let Some(var) = &self.secret_env {
+            #[cfg(feature = "sign")]
+            {
+                let invalid = |e: cache_core::layer::LayerError| SetupError::InvalidOption {
+                    name: "secret".into(),
+                    value: format!("env:{var}"),
+                    reason: e.to_string(),
+                };
+                let mut sign = cache_core::layer::Sign::new(secret_from_env("secret", var)?)
+                    .map_err(invalid)?;
+                for old in &self.old_secret_envs {
+                    sign = sign
+                        .accept_old(secret_from_env("old_secrets", old)?)
+                        .map_err(invalid)?;
+                }
+                builder = builder.value_layer(sign);
+            }
+            #[cfg(not(feature = "sign"))]
+            {
+                let _ = var;
+                return Err(SetupError::FeatureDisabled {
+                    feature: "sign",
+                    what: "the secret option",
+                });
+            }
+        }
+        Ok(builder)
+    }
+}
+
+/// Default `compress_min`: smaller values rarely shrink enough to pay for decompression.
+const DEFAULT_COMPRESS_MIN: usize = 1024;
+
+fn take_layer_options(options: &mut Vec<(String, String)>) -> Result<LayerOptions, SetupError> {
+    let invalid = |name: &str, value: &str, reason: &str| SetupError::InvalidOption {
+        name: name.to_owned(),
+        value: value.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let compress = take_string(options, "compress");
+    let compress_min = take_bounded(options, "compress_min", 1, u32::MAX as usize)?;
+    let compress_min = match (compress.as_deref(), compress_min) {
+        (Some("lz4"), min) => Some(min.unwrap_or(DEFAULT_COMPRESS_MIN)),
+        (Some(other), _) => return Err(invalid("compress", other, "the one algorithm is lz4")),
+        (None, Some(min)) => {
+            return Err(invalid(
+                "compress_min",
+                &min.to_string(),
+                "needs compress=lz4",
+            ))
+        }
+        (None, None) => None,
+    };
+    let env_name = |name: &str, value: &str| -> Result<String, SetupError> {
+        match value.strip_prefix("env:") {
+            Some(var) if !var.is_empty() => Ok(var.to_owned()),
+            _ => Err(invalid(
+                name,
+                // Never echo what may be a secret.
+                "…",
+                "give the name of an environment variable, like env:CACHE_SECRET; a secret written into the URL \
+                 would end up in logs",
+            )),
+        }
+    };
+    let secret_env = take_string(options, "secret")
+        .map(|v| env_name("secret", &v))
+        .transpose()?;
+    let old_secret_envs = take_string(options, "old_secrets")
+        .map(|v| {
+            v.split(',')
+                .map(|one| env_name("old_secrets", one.trim()))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?
+        .unwrap_or_default();
+    if secret_env.is_none() && !old_secret_envs.is_empty() {
+        return Err(invalid(
+            "old_secrets",
+            "…",
+            "needs secret=env:NAME for new values",
+        ));
+    }
+    // A hashed key keeps at least its 34-byte hash mark; less room would leave no readable head.
+    let hash_keys_over = take_bounded(options, "hash_keys_over", 64, 1 << 20)?;
+    Ok(LayerOptions {
+        compress_min,
+        secret_env,
+        old_secret_envs,
+        hash_keys_over,
+    })
+}
+
+/// The signing secret in environment variable `var` (for `option`).
+#[cfg(feature = "sign")]
+fn secret_from_env(option: &str, var: &str) -> Result<String, SetupError> {
+    match std::env::var(var) {
+        Ok(secret) if !secret.is_empty() => Ok(secret),
+        _ => Err(SetupError::InvalidOption {
+            name: option.to_owned(),
+            value: format!("env:{var}"),
+            reason: format!("the environment variable {var} is not set"),
+        }),
+    }
 }
 
 /// Parses and validates a cache URL without connecting. See the [module docs](self) for the syntax.
@@ -201,6 +363,7 @@ pub fn parse_url(url: &str) -> Result<CacheUrl, SetupError> {
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
     let strict = take_bool(&mut options, "strict")?.unwrap_or(false);
+    let layers = take_layer_options(&mut options)?;
 
     let backend = match scheme.as_str() {
         "mem" | "memory" => {
@@ -287,7 +450,11 @@ pub fn parse_url(url: &str) -> Result<CacheUrl, SetupError> {
     if let Some((name, _)) = options.into_iter().next() {
         return Err(SetupError::UnknownOption { name, scheme });
     }
-    Ok(CacheUrl { backend, strict })
+    Ok(CacheUrl {
+        backend,
+        strict,
+        layers,
+    })
 }
 
 fn take_string(options: &mut Vec<(String, String)>, name: &str) -> Option<String> {
@@ -377,6 +544,14 @@ impl CacheUrl {
     /// # Ok(()) }
     /// ```
     pub async fn connect(&self) -> Result<Arc<dyn Backend>, SetupError> {
+        let backend = self.connect_backend().await?;
+        Ok(match self.layers.hash_keys_over {
+            Some(max) => Arc::new(backend.layered(KeyMangler::new().hash_over(max))),
+            None => backend,
+        })
+    }
+
+    async fn connect_backend(&self) -> Result<Arc<dyn Backend>, SetupError> {
         match &self.backend {
             BackendKind::Memory {
                 max_entries,
@@ -548,12 +723,22 @@ impl Setup {
                         reason: "strict applies to the whole cache; set it on the main URL".into(),
                     });
                 }
+                if parsed.layers.has_value_layers() {
+                    return Err(SetupError::InvalidOption {
+                        name: "compress/secret".into(),
+                        value: url.clone(),
+                        reason: "value layers apply to the whole cache; set them on the main URL"
+                            .into(),
+                    });
+                }
                 Ok((prefix.clone(), parsed))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let mut builder = Cache::builder()
-            .backend_arc(main.connect().await?)
-            .strict(main.strict);
+        let mut builder = main.layers.add_value_layers(
+            Cache::builder()
+                .backend_arc(main.connect().await?)
+                .strict(main.strict),
+        )?;
         for (prefix, parsed) in routes {
             builder = builder.route(prefix, parsed.connect().await?);
         }
@@ -714,6 +899,86 @@ mod tests {
         assert_eq!(r.sentinel_service.as_deref(), Some("main"));
         assert_eq!(r.database, Some(1));
         assert!(parse_url("redis://h?strict=true").unwrap().strict);
+    }
+
+    #[test]
+    fn layer_options_parse_and_refuse_what_they_cannot_honour() {
+        let parsed = parse_url(
+            "redis://h?compress=lz4&secret=env:CACHE_SECRET&old_secrets=env:A,env:B&hash_keys_over=200",
+        )
+        .unwrap();
+        assert_eq!(parsed.layers.compress_min, Some(DEFAULT_COMPRESS_MIN));
+        assert_eq!(parsed.layers.secret_env.as_deref(), Some("CACHE_SECRET"));
+        assert_eq!(parsed.layers.old_secret_envs, ["A", "B"]);
+        assert_eq!(parsed.layers.hash_keys_over, Some(200));
+        for (url, name) in [
+            ("mem://?compress=zstd", "compress"),
+            ("mem://?compress_min=10", "compress_min"),
+            ("mem://?secret=hunter2hunter2hunter2", "secret"),
+            ("mem://?old_secrets=env:A", "old_secrets"),
+            ("mem://?hash_keys_over=10", "hash_keys_over"),
+        ] {
+            match parse_url(url) {
+                Err(SetupError::InvalidOption { name: n, value, .. }) => {
+                    assert_eq!(n, name, "{url}");
+                    assert!(
+                        !value.contains("hunter2"),
+                        "a secret is never echoed: {value}"
+                    );
+                }
+                other => panic!("{url}: {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn layer_options_build_a_compressing_signing_hashing_cache() {
+        std::env::set_var(
+            "CACHE_SETUP_TEST_SECRET",
+            "0123456789abcdef0123456789abcdef",
+        );
+        let cache = Setup::new(
+            "mem://?compress=lz4&compress_min=64&secret=env:CACHE_SETUP_TEST_SECRET&hash_keys_over=100",
+        )
+        .build()
+        .await
+        .unwrap();
+        let long_key = "k".repeat(300);
+        let page = "abc".repeat(1000);
+        cache.set(&long_key, &page, None).await.unwrap();
+        assert_eq!(
+            cache.get::<String>(&long_key).await.unwrap().as_ref(),
+            Some(&page)
+        );
+        assert!(
+            !cache.capabilities().contains(Capabilities::SCAN),
+            "keys may be hashed"
+        );
+        // Tampering through the backend reads as a miss: the value is signed.
+        let backend = cache.backend_for(&long_key);
+        backend
+            .set(
+                &long_key,
+                bytes::Bytes::from_static(b"forged"),
+                None,
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(cache.get::<String>(&long_key).await.unwrap(), None);
+
+        let missing = Setup::new("mem://?secret=env:CACHE_SETUP_TEST_UNSET")
+            .build()
+            .await;
+        assert!(
+            matches!(&missing, Err(SetupError::InvalidOption { reason, .. }) if reason.contains("not set")),
+            "{missing:?}"
+        );
+        let on_route = Setup::new("mem://")
+            .route("a:", "mem://?compress=lz4")
+            .build()
+            .await;
+        assert!(matches!(on_route, Err(SetupError::InvalidOption { .. })));
     }
 
     #[test]

@@ -466,7 +466,10 @@ fn redis_spec(extra: &'static [&'static str], also_free: Option<u16>) -> ServerS
                 dir.as_os_str().to_owned(),
             ];
             for arg in extra {
-                args.push(arg.replace("{port}", &port.to_string()).into());
+                let arg = arg
+                    .replace("{port}", &port.to_string())
+                    .replace("{dir}", &dir.to_string_lossy());
+                args.push(arg.into());
             }
             args
         }),
@@ -498,6 +501,29 @@ impl RedisServer {
     /// ```
     pub fn start() -> Option<RedisServer> {
         ServerProcess::start(redis_spec(&[], None)).map(|process| RedisServer { process })
+    }
+
+    /// Starts a server that also listens on a unix socket, [`RedisServer::unix_socket`].
+    ///
+    /// # Example
+    /// ```no_run
+    /// let Some(redis) = cache_suite::RedisServer::start_with_unix_socket() else { return };
+    /// assert!(redis.unix_socket().ends_with("redis.sock"));
+    /// ```
+    pub fn start_with_unix_socket() -> Option<RedisServer> {
+        ServerProcess::start(redis_spec(&["--unixsocket", "{dir}/redis.sock"], None))
+            .map(|process| RedisServer { process })
+    }
+
+    /// The unix socket of a server from [`RedisServer::start_with_unix_socket`].
+    ///
+    /// # Example
+    /// ```no_run
+    /// let Some(redis) = cache_suite::RedisServer::start_with_unix_socket() else { return };
+    /// println!("unix://{}", redis.unix_socket().display());
+    /// ```
+    pub fn unix_socket(&self) -> PathBuf {
+        self.process.dir().join("redis.sock")
     }
 
     /// `redis://127.0.0.1:<port>`.

@@ -905,3 +905,23 @@ async fn corrupted_entries_on_redis_are_misses() {
     }
     assert!(cache.metrics().decode_errors >= 1_000);
 }
+
+#[tokio::test]
+async fn a_unix_socket_url_reaches_the_server() {
+    init_tracing();
+    let Some(server) = RedisServer::start_with_unix_socket() else {
+        return;
+    };
+    let url = format!("unix://{}?prefix=t-unix:", server.unix_socket().display());
+    let cache = cache_backends::Setup::new(url)
+        .build()
+        .await
+        .expect("connects over the socket");
+    cache.set("k", &"over a socket", None).await.unwrap();
+    assert_eq!(
+        cache.get::<String>("k").await.unwrap().as_deref(),
+        Some("over a socket")
+    );
+    // The same key over TCP: it is one server.
+    assert_eq!(server.command(&["EXISTS", "t-unix:k"]).unwrap(), "1");
+}

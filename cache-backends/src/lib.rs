@@ -23,8 +23,8 @@ pub use breaker::{circuit_breaker, Breaker, BreakerState, CircuitBreaker, Circui
 #[cfg(feature = "redis")]
 pub use redis::{RedisBackend, RedisBackendBuilder};
 pub use setup::{
-    build_cache, parse_url, setup, setup_with_prefix, BackendKind, CacheUrl, RedisUrl, Setup,
-    SetupError,
+    build_cache, known_schemes, parse_url, setup, setup_with_prefix, BackendSpec, CacheUrl,
+    LayerOptions, MemoryUrl, RedisUrl, Scheme, Setup, SetupError, UrlParts,
 };
 
 /// The fred crate this backend is built on, for its configuration types (such as

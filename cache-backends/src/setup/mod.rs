@@ -9,8 +9,32 @@
 //! | `rediss://…` | the same over TLS (cargo feature `tls`) |
 //! | `redis+cluster://host:port,host:port` or `redis://host:port?cluster=true` | Redis Cluster (seed nodes) |
 //! | `redis+sentinel://host:port,host:port[/db]?service_name=mymaster` | Redis behind Sentinel |
+//! | `unix:///path/to/redis.sock` (or `redis+unix://`) | one Redis server on a unix socket |
 //!
-//! `rediss+cluster://` and `rediss+sentinel://` combine TLS with the other two.
+//! `rediss+cluster://` and `rediss+sentinel://` combine TLS with the other two; fred's own spellings
+//! `redis-cluster://`, `rediss-cluster://`, `redis-sentinel://` and `rediss-sentinel://` work too, and `?db=N`
+//! may name the database instead of the path. An unknown scheme is an error listing the known ones
+//! ([`known_schemes`]); a scheme whose backend's cargo feature is off names the feature.
+//!
+//! # Adding a backend
+//!
+//! A backend brings one module that parses its URLs into a [`BackendSpec`] and one line in the registry
+//! (`setup/registry.rs`, `SCHEMES`):
+//!
+//! ```ignore
+//! // setup/disk.rs
+//! pub(crate) const SCHEME: Scheme = Scheme { names: &["disk"], feature: "disk", parse: Some(parse) };
+//! fn parse(url: &UrlParts<'_>, options: &mut Options) -> Result<Box<dyn BackendSpec>, SetupError> {
+//!     Ok(Box::new(DiskUrl { dir: format!("/{}", url.path), max_bytes: take_parsed(options, "max_bytes")? }))
+//! }
+//! #[async_trait]
+//! impl BackendSpec for DiskUrl {
+//!     async fn connect(&self) -> Result<Arc<dyn Backend>, SetupError> { Ok(Arc::new(DiskBackend::open(&self.dir)?)) }
+//!     fn as_any(&self) -> &dyn Any { self }
+//! }
+//! // setup/registry.rs
+//! const SCHEMES: &[&Scheme] = &[&super::memory::SCHEME, &super::redis::SCHEME, &super::disk::SCHEME];
+//! ```
 //!
 //! # Options (query string)
 //!
@@ -22,6 +46,7 @@
 //! | `command_timeout` | Redis | e.g. `500ms` (default), `2s` |
 //! | `connect_timeout` | Redis | e.g. `1s` (default) |
 //! | `prefix` | Redis | key prefix of this cache; `clear` removes only it |
+//! | `db` | Redis | database number, instead of the path |
 //! | `cluster` | Redis | `true` treats the hosts as cluster seeds |
 //! | `service_name` | Sentinel | the monitored primary's name (required) |
 //! | `clear_all` | Redis | `true` lets `clear` run `FLUSHDB` (dedicated databases only) |
@@ -38,10 +63,20 @@
 //! Anything else is a [`SetupError`] naming the problem: a typo must not silently fall back to defaults.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use cache_core::layer::{KeyMangler, LayeredExt};
-use cache_core::{Backend, BackendError, Cache, CacheBuilder, Capabilities, MemoryBackend};
+use cache_core::{Backend, BackendError, Cache, CacheBuilder, Capabilities};
+
+mod memory;
+mod options;
+mod redis;
+mod registry;
+
+pub use memory::MemoryUrl;
+pub use redis::RedisUrl;
+pub use registry::{known_schemes, BackendSpec, Scheme, UrlParts};
+
+use options::{take_bool, take_bounded, take_string};
 
 /// Why a cache could not be set up from its configuration.
 ///
@@ -72,11 +107,13 @@ pub enum SetupError {
         capability: Capabilities,
     },
     /// The scheme names no backend this crate knows.
-    #[error(
-        "unsupported cache URL scheme {0:?}; expected mem://, redis://, rediss://, redis+cluster:// or \
-         redis+sentinel://"
-    )]
-    UnsupportedScheme(String),
+    #[error("unsupported cache URL scheme {scheme:?}; known schemes: {}", known.join(", "))]
+    UnsupportedScheme {
+        /// The scheme as written.
+        scheme: String,
+        /// Every scheme the registry knows.
+        known: Vec<&'static str>,
+    },
     /// A query option this scheme does not know.
     #[error("unknown option {name:?} for {scheme}:// cache URLs")]
     UnknownOption {
@@ -108,69 +145,20 @@ pub enum SetupError {
     Redis(String),
 }
 
-/// The kind of backend a URL asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum BackendKind {
-    /// `mem://`
-    Memory {
-        /// `size`: maximum number of entries.
-        max_entries: Option<usize>,
-        /// `max_bytes`: maximum total size.
-        max_bytes: Option<usize>,
-    },
-    /// `redis://`, `rediss://`, `redis+cluster://`, `redis+sentinel://`
-    Redis(RedisUrl),
-}
-
-/// The Redis part of a parsed cache URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RedisUrl {
-    /// `rediss` schemes.
-    pub tls: bool,
-    /// Seed nodes (cluster), sentinel nodes (sentinel) or the one server, as `host:port`.
-    pub hosts: Vec<String>,
-    /// Credentials, verbatim (still percent-encoded) as `user:password` or `password`.
-    pub userinfo: Option<String>,
-    /// Database number (not for clusters).
-    pub database: Option<u8>,
-    /// Cluster deployment.
-    pub cluster: bool,
-    /// Sentinel deployment: the service name.
-    pub sentinel_service: Option<String>,
-    /// `pool_size`
-    pub pool_size: Option<usize>,
-    /// `command_timeout`
-    pub command_timeout: Option<Duration>,
-    /// `connect_timeout`
-    pub connect_timeout: Option<Duration>,
-    /// `prefix`
-    pub prefix: Option<String>,
-    /// `clear_all`
-    pub clear_all: bool,
-    /// `breaker`
-    pub breaker: bool,
-    /// `breaker_failures`
-    pub breaker_failures: Option<u32>,
-    /// `breaker_cooldown`
-    pub breaker_cooldown: Option<Duration>,
-}
-
 /// A cache URL, parsed and validated but not connected.
 ///
 /// # Example
 /// ```
-/// use cache_backends::{parse_url, BackendKind};
+/// use cache_backends::{parse_url, MemoryUrl};
 /// let parsed = parse_url("mem://?size=500&strict=true").unwrap();
 /// assert!(parsed.strict);
-/// assert!(matches!(parsed.backend, BackendKind::Memory { max_entries: Some(500), .. }));
+/// assert_eq!(parsed.spec::<MemoryUrl>().and_then(|m| m.max_entries), Some(500));
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 #[non_exhaustive]
 pub struct CacheUrl {
-    /// What to connect to.
-    pub backend: BackendKind,
+    /// What to connect to, as the scheme's parser described it.
+    pub backend: Box<dyn BackendSpec>,
     /// `strict`: backend errors reach callers.
     pub strict: bool,
     /// The layer options.
@@ -335,9 +323,9 @@ fn secret_from_env(option: &str, var: &str) -> Result<String, SetupError> {
 ///
 /// # Example
 /// ```
-/// use cache_backends::{parse_url, BackendKind};
+/// use cache_backends::{parse_url, RedisUrl};
 /// let parsed = parse_url("redis+cluster://10.0.0.1:7000,10.0.0.2:7000?prefix=app:&command_timeout=250ms").unwrap();
-/// let BackendKind::Redis(redis) = parsed.backend else { unreachable!() };
+/// let redis = parsed.spec::<RedisUrl>().unwrap();
 /// assert!(redis.cluster);
 /// assert_eq!(redis.hosts, ["10.0.0.1:7000", "10.0.0.2:7000"]);
 /// assert_eq!(redis.prefix.as_deref(), Some("app:"));
@@ -362,91 +350,20 @@ pub fn parse_url(url: &str) -> Result<CacheUrl, SetupError> {
     let mut options: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
+    let parse = registry::find(&scheme)?;
+    // Options every scheme shares are taken here, once; the scheme's parser takes its own, and what is left
+    // is an error.
     let strict = take_bool(&mut options, "strict")?.unwrap_or(false);
     let layers = take_layer_options(&mut options)?;
-
-    let backend = match scheme.as_str() {
-        "mem" | "memory" => {
-            if !authority.is_empty() || !path.is_empty() {
-                return Err(invalid(
-                    "mem:// takes no host or path, only options: mem://?size=N",
-                ));
-            }
-            let max_entries = take_bounded(&mut options, "size", 1, MAX_MEMORY_ENTRIES)?;
-            let max_bytes = take_bounded(&mut options, "max_bytes", 1, MAX_MEMORY_BYTES)?;
-            BackendKind::Memory {
-                max_entries,
-                max_bytes,
-            }
-        }
-        "redis" | "rediss" | "redis+cluster" | "rediss+cluster" | "redis+sentinel"
-        | "rediss+sentinel" => {
-            let tls = scheme.starts_with("rediss");
-            let (userinfo, hosts) = match authority.rsplit_once('@') {
-                Some((user, hosts)) => (Some(user.to_owned()), hosts),
-                None => (None, authority),
-            };
-            let hosts: Vec<String> = hosts
-                .split(',')
-                .filter(|h| !h.is_empty())
-                .map(str::to_owned)
-                .collect();
-            let sentinel = scheme.ends_with("+sentinel");
-            let cluster = scheme.ends_with("+cluster")
-                || take_bool(&mut options, "cluster")?.unwrap_or(false);
-            if hosts.is_empty() {
-                return Err(invalid("no host"));
-            }
-            if cluster && sentinel {
-                return Err(invalid(
-                    "a deployment is either a cluster or behind sentinel",
-                ));
-            }
-            let database = match path.trim_end_matches('/') {
-                "" => None,
-                db => Some(db.parse::<u8>().map_err(|_| {
-                    invalid("the path must be a database number, like redis://host:6379/2")
-                })?),
-            };
-            if cluster && database.unwrap_or(0) != 0 {
-                return Err(invalid("Redis Cluster has only database 0"));
-            }
-            if hosts.len() > 1 && !cluster && !sentinel {
-                return Err(invalid(
-                    "several hosts need redis+cluster://, ?cluster=true or redis+sentinel://",
-                ));
-            }
-            let sentinel_service = take_string(&mut options, "service_name");
-            if sentinel && sentinel_service.is_none() {
-                return Err(invalid(
-                    "redis+sentinel:// needs ?service_name=<primary name>",
-                ));
-            }
-            if !sentinel && sentinel_service.is_some() {
-                return Err(SetupError::UnknownOption {
-                    name: "service_name".into(),
-                    scheme: scheme.clone(),
-                });
-            }
-            BackendKind::Redis(RedisUrl {
-                tls,
-                hosts,
-                userinfo,
-                database,
-                cluster,
-                sentinel_service,
-                pool_size: take_parsed::<usize>(&mut options, "pool_size")?,
-                command_timeout: take_duration(&mut options, "command_timeout")?,
-                connect_timeout: take_duration(&mut options, "connect_timeout")?,
-                prefix: take_string(&mut options, "prefix"),
-                clear_all: take_bool(&mut options, "clear_all")?.unwrap_or(false),
-                breaker: take_bool(&mut options, "breaker")?.unwrap_or(true),
-                breaker_failures: take_parsed::<u32>(&mut options, "breaker_failures")?,
-                breaker_cooldown: take_duration(&mut options, "breaker_cooldown")?,
-            })
-        }
-        _ => return Err(SetupError::UnsupportedScheme(scheme)),
-    };
+    let backend = parse(
+        &UrlParts {
+            url,
+            scheme: &scheme,
+            authority,
+            path,
+        },
+        &mut options,
+    )?;
     if let Some((name, _)) = options.into_iter().next() {
         return Err(SetupError::UnknownOption { name, scheme });
     }
@@ -455,80 +372,6 @@ pub fn parse_url(url: &str) -> Result<CacheUrl, SetupError> {
         strict,
         layers,
     })
-}
-
-fn take_string(options: &mut Vec<(String, String)>, name: &str) -> Option<String> {
-    let index = options.iter().position(|(k, _)| k == name)?;
-    Some(options.remove(index).1)
-}
-
-/// The largest `size` a `mem://` URL accepts: 2^32 entries take hundreds of GiB, more than any machine holds.
-/// Larger numbers are typos or overflow probes, not configurations.
-const MAX_MEMORY_ENTRIES: usize = 1 << 32;
-/// The largest `max_bytes` a `mem://` URL accepts: 2^48 bytes (256 TiB).
-const MAX_MEMORY_BYTES: usize = 1 << 48;
-
-/// A number option that must lie in `min..=max`.
-fn take_bounded(
-    options: &mut Vec<(String, String)>,
-    name: &str,
-    min: usize,
-    max: usize,
-) -> Result<Option<usize>, SetupError> {
-    let value = take_parsed::<usize>(options, name)?;
-    match value {
-        Some(n) if !(min..=max).contains(&n) => Err(SetupError::InvalidOption {
-            name: name.to_owned(),
-            value: n.to_string(),
-            reason: format!("must be between {min} and {max}"),
-        }),
-        _ => Ok(value),
-    }
-}
-
-fn take_parsed<T>(options: &mut Vec<(String, String)>, name: &str) -> Result<Option<T>, SetupError>
-where
-    T: std::str::FromStr,
-    T::Err: std::fmt::Display,
-{
-    take_string(options, name)
-        .map(|value| {
-            value.parse::<T>().map_err(|e| SetupError::InvalidOption {
-                name: name.to_owned(),
-                reason: e.to_string(),
-                value,
-            })
-        })
-        .transpose()
-}
-
-fn take_bool(options: &mut Vec<(String, String)>, name: &str) -> Result<Option<bool>, SetupError> {
-    take_string(options, name)
-        .map(|value| match value.to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" | "on" => Ok(true),
-            "false" | "0" | "no" | "off" => Ok(false),
-            _ => Err(SetupError::InvalidOption {
-                name: name.to_owned(),
-                value,
-                reason: "expected true or false".into(),
-            }),
-        })
-        .transpose()
-}
-
-fn take_duration(
-    options: &mut Vec<(String, String)>,
-    name: &str,
-) -> Result<Option<Duration>, SetupError> {
-    take_string(options, name)
-        .map(|value| {
-            humantime::parse_duration(&value).map_err(|e| SetupError::InvalidOption {
-                name: name.to_owned(),
-                reason: format!("{e} (expected a duration like 500ms or 2s)"),
-                value,
-            })
-        })
-        .transpose()
 }
 
 impl CacheUrl {
@@ -552,84 +395,20 @@ impl CacheUrl {
     }
 
     async fn connect_backend(&self) -> Result<Arc<dyn Backend>, SetupError> {
-        match &self.backend {
-            BackendKind::Memory {
-                max_entries,
-                max_bytes,
-            } => {
-                let mut builder = MemoryBackend::builder();
-                if let Some(n) = max_entries {
-                    builder = builder.max_entries(*n);
-                }
-                if let Some(n) = max_bytes {
-                    builder = builder.max_bytes(*n);
-                }
-                Ok(Arc::new(builder.build()))
-            }
-            BackendKind::Redis(redis) => connect_redis(redis).await,
-        }
+        self.backend.connect().await
     }
-}
 
-#[cfg(feature = "redis")]
-async fn connect_redis(url: &RedisUrl) -> Result<Arc<dyn Backend>, SetupError> {
-    let scheme = if url.tls { "rediss" } else { "redis" };
-    let credentials = url
-        .userinfo
-        .as_deref()
-        .map(|u| format!("{u}@"))
-        .unwrap_or_default();
-    let db = url.database.map(|d| format!("/{d}")).unwrap_or_default();
-    let mut builder = crate::RedisBackend::builder().cluster(url.cluster);
-    if let Some(service) = &url.sentinel_service {
-        // fred's sentinel URL: the first sentinel in the authority, the others as `node` parameters.
-        let mut query = url::form_urlencoded::Serializer::new(String::new());
-        query.append_pair("sentinelServiceName", service);
-        for host in url.hosts.iter().skip(1) {
-            query.append_pair("node", host);
-        }
-        let first = url.hosts.first().map(String::as_str).unwrap_or_default();
-        builder = builder.url(format!(
-            "{scheme}-sentinel://{credentials}{first}{db}?{}",
-            query.finish()
-        ));
-    } else {
-        for host in &url.hosts {
-            builder = builder.url(format!("{scheme}://{credentials}{host}{db}"));
-        }
+    /// The backend description as its concrete type (a [`MemoryUrl`], a [`RedisUrl`], …), if it is one.
+    ///
+    /// # Example
+    /// ```
+    /// let parsed = cache_backends::parse_url("redis://cache:6380/2").unwrap();
+    /// let redis = parsed.spec::<cache_backends::RedisUrl>().unwrap();
+    /// assert_eq!(redis.database, Some(2));
+    /// ```
+    pub fn spec<T: 'static>(&self) -> Option<&T> {
+        self.backend.as_any().downcast_ref::<T>()
     }
-    if let Some(n) = url.pool_size {
-        builder = builder.pool_size(n);
-    }
-    if let Some(t) = url.command_timeout {
-        builder = builder.command_timeout(t);
-    }
-    if let Some(t) = url.connect_timeout {
-        builder = builder.connect_timeout(t);
-    }
-    if let Some(prefix) = &url.prefix {
-        builder = builder.key_prefix(prefix.clone());
-    }
-    let redis = builder.clear_all(url.clear_all).build().await?;
-    if !url.breaker {
-        return Ok(Arc::new(redis));
-    }
-    let mut breaker = crate::Breaker::builder();
-    if let Some(n) = url.breaker_failures {
-        breaker = breaker.failure_threshold(n);
-    }
-    if let Some(d) = url.breaker_cooldown {
-        breaker = breaker.cooldown(d);
-    }
-    Ok(Arc::new(breaker.wrap(redis)))
-}
-
-#[cfg(not(feature = "redis"))]
-async fn connect_redis(_url: &RedisUrl) -> Result<Arc<dyn Backend>, SetupError> {
-    Err(SetupError::FeatureDisabled {
-        feature: "redis",
-        what: "redis:// URLs",
-    })
 }
 
 /// Builds a [`Cache`] from a main URL plus optional per-prefix routes to other backends.
@@ -833,11 +612,83 @@ pub async fn setup_with_prefix(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn redis(url: &str) -> RedisUrl {
-        match parse_url(url).map(|u| u.backend) {
-            Ok(BackendKind::Redis(r)) => r,
-            other => panic!("{url}: {other:?}"),
+        match parse_url(url) {
+            Ok(parsed) => match parsed.spec::<RedisUrl>() {
+                Some(r) => r.clone(),
+                None => panic!("{url}: not a Redis URL: {parsed:?}"),
+            },
+            Err(e) => panic!("{url}: {e}"),
+        }
+    }
+
+    #[test]
+    fn fred_spellings_unix_sockets_and_db_option() {
+        let r = redis("redis-cluster://h1:7000,h2:7000");
+        assert!(r.cluster && !r.tls);
+        let r = redis("rediss-cluster://h1:7000");
+        assert!(r.cluster && r.tls);
+        let r = redis("redis-sentinel://s1:26379,s2:26379?service_name=main&db=3");
+        assert_eq!(
+            (r.sentinel_service.as_deref(), r.database),
+            (Some("main"), Some(3))
+        );
+        assert_eq!(redis("redis://h?db=4").database, Some(4));
+        assert_eq!(redis("redis://h/4?db=4").database, Some(4));
+        assert!(matches!(
+            parse_url("redis://h/4?db=5"),
+            Err(SetupError::InvalidUrl { reason, .. }) if reason.contains("different databases")
+        ));
+        assert!(
+            parse_url("redis-cluster://h?db=2").is_err(),
+            "a cluster has only db 0"
+        );
+        let r = redis("unix:///run/redis/redis.sock?prefix=app:");
+        assert_eq!(r.unix_socket.as_deref(), Some("/run/redis/redis.sock"));
+        assert!(r.hosts.is_empty());
+        assert_eq!(
+            redis("redis+unix:///tmp/r.sock").unix_socket.as_deref(),
+            Some("/tmp/r.sock")
+        );
+        assert!(parse_url("unix://").is_err());
+        assert!(parse_url("unix://host/tmp/r.sock").is_err());
+    }
+
+    #[test]
+    fn unknown_schemes_list_the_known_ones() {
+        let error = parse_url("memcache://h:11211").unwrap_err();
+        let SetupError::UnsupportedScheme { scheme, known } = &error else {
+            panic!("{error:?}");
+        };
+        assert_eq!(scheme, "memcache");
+        for name in [
+            "mem",
+            "memory",
+            "redis",
+            "rediss",
+            "redis-cluster",
+            "redis+sentinel",
+            "unix",
+        ] {
+            assert!(known.contains(&name), "{name} missing from {known:?}");
+        }
+        assert!(
+            error
+                .to_string()
+                .contains("known schemes: mem, memory, redis"),
+            "{error}"
+        );
+        for url in [
+            "mem://?pool_size=3",
+            "redis://h?size=3",
+            "unix:///s?cluster_mode=1",
+        ] {
+            assert!(
+                matches!(parse_url(url), Err(SetupError::UnknownOption { .. })),
+                "{url}"
+            );
         }
     }
 
@@ -845,11 +696,11 @@ mod tests {
     fn memory_urls() {
         let parsed = parse_url("mem://?size=10&max_bytes=2048").unwrap();
         assert_eq!(
-            parsed.backend,
-            BackendKind::Memory {
+            parsed.spec::<MemoryUrl>(),
+            Some(&MemoryUrl {
                 max_entries: Some(10),
                 max_bytes: Some(2048)
-            }
+            })
         );
         assert!(!parsed.strict);
         assert!(parse_url("mem://").is_ok());

@@ -58,13 +58,14 @@
 //! | `compress_min` | all (main URL) | the smallest value compressed, in bytes (default 1024) |
 //! | `secret` | all (main URL) | `env:NAME`: sign values with the secret in that environment variable (`cache_core::layer::Sign`); a secret written into the URL itself is refused, URLs end up in logs |
 //! | `old_secrets` | all (main URL) | `env:A,env:B`: earlier secrets still accepted on reads (rotation) |
+//! | `observe` | all | `true` counts and logs every backend operation (`cache_core::layer::Observe`: a `debug` event per call, a `warn` per failure) |
 //! | `hash_keys_over` | all | keys longer than this many bytes are stored as a readable head + hash (`cache_core::layer::KeyMangler`; the backend loses pattern scans) |
 //!
 //! Anything else is a [`SetupError`] naming the problem: a typo must not silently fall back to defaults.
 
 use std::sync::Arc;
 
-use cache_core::layer::{KeyMangler, LayeredExt};
+use cache_core::layer::{KeyMangler, LayeredExt, Observe};
 use cache_core::{Backend, BackendError, Cache, CacheBuilder, Capabilities};
 
 mod memory;
@@ -184,6 +185,8 @@ pub struct LayerOptions {
     pub old_secret_envs: Vec<String>,
     /// `hash_keys_over`: keys longer than this are hashed.
     pub hash_keys_over: Option<usize>,
+    /// `observe=true`: count and log every backend operation (`cache_core::layer::Observe`).
+    pub observe: bool,
 }
 
 impl LayerOptions {
@@ -298,11 +301,13 @@ fn take_layer_options(options: &mut Vec<(String, String)>) -> Result<LayerOption
     }
     // A hashed key keeps at least its 34-byte hash mark; less room would leave no readable head.
     let hash_keys_over = take_bounded(options, "hash_keys_over", 64, 1 << 20)?;
+    let observe = take_bool(options, "observe")?.unwrap_or(false);
     Ok(LayerOptions {
         compress_min,
         secret_env,
         old_secret_envs,
         hash_keys_over,
+        observe,
     })
 }
 
@@ -387,11 +392,15 @@ impl CacheUrl {
     /// # Ok(()) }
     /// ```
     pub async fn connect(&self) -> Result<Arc<dyn Backend>, SetupError> {
-        let backend = self.connect_backend().await?;
-        Ok(match self.layers.hash_keys_over {
-            Some(max) => Arc::new(backend.layered(KeyMangler::new().hash_over(max))),
-            None => backend,
-        })
+        let mut backend = self.connect_backend().await?;
+        if let Some(max) = self.layers.hash_keys_over {
+            backend = Arc::new(backend.layered(KeyMangler::new().hash_over(max)));
+        }
+        // Outermost, so it sees what the cache asks for (keys before hashing).
+        if self.layers.observe {
+            backend = Arc::new(backend.layered(Observe::new()));
+        }
+        Ok(backend)
     }
 
     async fn connect_backend(&self) -> Result<Arc<dyn Backend>, SetupError> {
@@ -762,6 +771,8 @@ mod tests {
         assert_eq!(parsed.layers.secret_env.as_deref(), Some("CACHE_SECRET"));
         assert_eq!(parsed.layers.old_secret_envs, ["A", "B"]);
         assert_eq!(parsed.layers.hash_keys_over, Some(200));
+        assert!(!parsed.layers.observe);
+        assert!(parse_url("mem://?observe=true").unwrap().layers.observe);
         for (url, name) in [
             ("mem://?compress=zstd", "compress"),
             ("mem://?compress_min=10", "compress_min"),

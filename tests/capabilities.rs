@@ -151,3 +151,32 @@ async fn a_tagged_value_is_not_stored_where_its_tag_cannot_be_indexed() {
         MINIMAL.metrics()
     );
 }
+
+static LOCKED_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(cache = MINIMAL, key = "report:{id}", lock = true)]
+async fn locked_report(id: u32) -> u32 {
+    LOCKED_RUNS.fetch_add(1, SeqCst);
+    id * 2
+}
+
+#[tokio::test]
+async fn a_lock_on_a_backend_without_locks_is_refused_not_held_until_its_ttl() {
+    // Without compare-and-delete a taken lock could only expire: every other caller would wait out its TTL.
+    let error = MINIMAL
+        .lock("job", Duration::from_secs(30))
+        .await
+        .unwrap_err();
+    assert!(is_unsupported(&error, Capabilities::LOCKS), "{error:?}");
+    assert_eq!(
+        MINIMAL.get::<String>("job").await.unwrap(),
+        None,
+        "nothing was written"
+    );
+    // `lock = true` fails open: the body runs and answers at once.
+    let started = std::time::Instant::now();
+    assert_eq!(locked_report(4).await, 8);
+    assert_eq!(locked_report(4).await, 8);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(LOCKED_RUNS.load(SeqCst) >= 1);
+}

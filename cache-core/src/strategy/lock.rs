@@ -10,7 +10,7 @@ use super::{
     lookup, reread, run_and_store, run_single_flight, served, Fill, Lookup, Options, Reread,
     CACHED, LOCK_SUFFIX,
 };
-use crate::backend::SetMode;
+use crate::backend::{Capabilities, SetMode};
 use crate::cache::Cache;
 use crate::context;
 use crate::error::CacheError;
@@ -81,9 +81,15 @@ pub(crate) async fn acquire(
     lock_key: &str,
     ttl: Duration,
 ) -> Result<Option<String>, CacheError> {
+    let backend = cache.backend_for(lock_key);
+    // Without compare-and-delete the lock could only be freed by its TTL: every other caller would wait it out.
+    if !backend.capabilities().contains(Capabilities::LOCKS) {
+        let error = backend.unsupported(Capabilities::LOCKS);
+        cache.note_backend_error("lock", lock_key, &error);
+        return Err(error.into());
+    }
     let token = new_token();
-    let taken = cache
-        .backend_for(lock_key)
+    let taken = backend
         .set(lock_key, token.clone().into(), Some(ttl), SetMode::IfAbsent)
         .await
         .inspect_err(|e| cache.note_backend_error("lock", lock_key, e))?;

@@ -648,3 +648,21 @@ async fn corrupted_entries_are_misses_never_wrong_values() {
     }
     assert!(cache.metrics().decode_errors >= 5_000);
 }
+
+/// A miss costs one backend read: the leader reads the key again only if another flight ended since its own
+/// read (a leader may have stored it in between), not on every miss — on Redis that second read was a round trip
+/// per miss.
+#[tokio::test]
+async fn a_cold_miss_reads_the_backend_once() {
+    use cache_core::layer::{LayeredExt, Observe, Op};
+    let observed = Arc::new(cache_core::MemoryBackend::default().layered(Observe::new()));
+    let cache = Cache::builder().backend(observed.clone()).build();
+    for i in 0..10u32 {
+        let v = cache
+            .get_or_set(&format!("cold:{i}"), None, || async move { i })
+            .await;
+        assert_eq!(v, i);
+    }
+    assert_eq!(observed.layer().stats(Op::Get).calls, 10);
+    assert_eq!(observed.layer().stats(Op::Set).calls, 10);
+}

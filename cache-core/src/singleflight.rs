@@ -21,6 +21,8 @@ pub(crate) enum Flight {
 pub(crate) struct SingleFlight {
     inflight: Mutex<HashMap<String, (u64, watch::Receiver<Flight>)>>,
     next_id: std::sync::atomic::AtomicU64,
+    /// How many flights have ended (finished or abandoned), for [`SingleFlight::ended`].
+    ended: std::sync::atomic::AtomicU64,
 }
 
 pub(crate) enum Role<'a> {
@@ -69,6 +71,13 @@ impl SingleFlight {
         std::ptr::from_ref(self) as usize
     }
 
+    /// How many flights have ended so far. A caller that read this before its own cache read and finds it
+    /// unchanged once it leads knows no leader of this table stored anything in between, so it need not read
+    /// again.
+    pub(crate) fn ended(&self) -> u64 {
+        self.ended.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.inflight.lock().len()
@@ -89,6 +98,10 @@ impl Drop for Leader<'_> {
         if map.get(&self.key).is_some_and(|(id, _)| *id == self.id) {
             map.remove(&self.key);
         }
+        // Under the lock: whoever joins after this sees the count moved.
+        self.flights
+            .ended
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
     }
 }
 

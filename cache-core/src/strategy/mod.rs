@@ -204,6 +204,10 @@ where
     loop {
         match cache.inner.flights.join(&key) {
             Role::Leader(leader) => {
+                let rejected = match rejected {
+                    Reread::AnySince(epoch) if cache.inner.flights.ended() == epoch => Reread::Skip,
+                    other => other,
+                };
                 if let Some((bytes, _, value)) =
                     reread::<S, Out>(cache, &key, flags, rejected).await
                 {
@@ -244,6 +248,12 @@ pub(crate) enum Reread {
     Skip,
     /// Any readable entry young enough for the scope's `max_age`.
     Any,
+    /// Like `Any`, but only if a flight of this cache ended since the caller read [`SingleFlight::ended`]
+    /// (this value) before its own read: otherwise no leader can have stored the key in between, and a second
+    /// read would only cost a round trip on every miss.
+    ///
+    /// [`SingleFlight::ended`]: crate::singleflight::SingleFlight::ended
+    AnySince(u64),
     /// Like `Any`, but not the entry with this fingerprint: the caller read it and could not use it (past a soft
     /// deadline, used up); only a value stored since then will do.
     Except(u64),
@@ -265,6 +275,7 @@ where
     }
     let bytes = cache.read_raw(key).await.ok().flatten()?;
     let (meta, value) = cache.decode_or_miss::<S::Stored>(key, &bytes)?;
+    // `AnySince` was settled by the caller; here it reads like `Any`.
     let usable = flags.max_age.is_none_or(|max| meta.age() < max)
         && rejected != Reread::Except(meta.fingerprint());
     usable.then_some((bytes, meta, value))
@@ -411,11 +422,12 @@ where
     if !flags.allows(Ops::GET) {
         return Lookup::Miss(Fill::Alone);
     }
+    let epoch = cache.inner.flights.ended();
     let reread = match cache.read_typed::<S::Stored>(key).await {
         Ok(Some((meta, value))) if flags.max_age.is_none_or(|max| meta.age() < max) => {
             return Lookup::Hit(meta, value);
         }
-        Ok(_) => Reread::Any,
+        Ok(_) => Reread::AnySince(epoch),
         Err(error) => match S::on_backend_error(error) {
             Ok(out) => return Lookup::Strict(out),
             Err(_) => Reread::Skip,

@@ -99,6 +99,9 @@ fn parse(url: &UrlParts<'_>, options: &mut Options) -> Result<Box<dyn BackendSpe
         .collect();
     let db_option = take_parsed::<u8>(options, "db")?;
     let (unix_socket, database) = if unix {
+        if !cfg!(unix) {
+            return Err(url.invalid("unix sockets exist only on unix platforms"));
+        }
         if !hosts.is_empty() || userinfo.is_some() {
             return Err(url.invalid(
                 "a unix socket URL names only the socket's path: unix:///path/to/redis.sock",

@@ -40,7 +40,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use cache_core::{Backend, BackendError, Capabilities, KeyTtl, SetMode};
+use cache_core::{Backend, BackendError, Capabilities, GlobMatcher, KeyTtl, SetMode};
 use fred::clients::{Client, Pool};
 use fred::error::{Error as FredError, ErrorKind};
 use fred::interfaces::{ClientLike, ClusterInterface, KeysInterface, LuaInterface, SetsInterface};
@@ -451,7 +451,7 @@ impl RedisBackendBuilder {
             inner: Arc::new(Inner {
                 pool,
                 options,
-                prefix_glob: escape_glob(&self.prefix),
+                prefix_glob: GlobMatcher::escape(&self.prefix),
                 prefix: self.prefix,
                 clustered,
                 clear_all: self.clear_all,
@@ -705,18 +705,6 @@ fn ends_with_separator(prefix: &str) -> bool {
         .chars()
         .last()
         .is_some_and(|c| c.is_ascii_punctuation())
-}
-
-/// Escapes Redis glob metacharacters so a prefix matches only itself.
-fn escape_glob(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            escaped.push('\\');
-        }
-        escaped.push(c);
-    }
-    escaped
 }
 
 /// Redis TTLs are whole milliseconds: round up so a short TTL never becomes "no TTL" or an invalid `PX 0`.
@@ -1054,8 +1042,8 @@ mod tests {
 
     #[test]
     fn glob_escaping() {
-        assert_eq!(escape_glob("app:"), "app:");
-        assert_eq!(escape_glob("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
+        assert_eq!(GlobMatcher::escape("app:"), "app:");
+        assert_eq!(GlobMatcher::escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
     }
 
     #[test]

@@ -47,6 +47,20 @@ impl GlobMatcher {
         self.is_match_bytes(key.as_bytes())
     }
 
+    /// `text` with its glob metacharacters escaped, so that as a pattern it matches only itself (a key prefix
+    /// in a scan pattern, for example).
+    ///
+    /// ```
+    /// let pattern = cache_core::GlobMatcher::escape("a*b[1]") + "*";
+    /// assert!(cache_core::GlobMatcher::new(&pattern).is_match("a*b[1]:x"));
+    /// assert!(!cache_core::GlobMatcher::new(&pattern).is_match("axb1:x"));
+    /// ```
+    pub fn escape(text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        escape_into(&mut out, text);
+        out
+    }
+
     /// [`GlobMatcher::is_match`] for keys that are not UTF-8.
     ///
     /// ```
@@ -60,6 +74,16 @@ impl GlobMatcher {
         }
         let mut give_up = false;
         matches(&self.pattern, key, &mut give_up, 0)
+    }
+}
+
+/// Appends `text` to `out` with `*`, `?`, `[`, `]` and `\` escaped.
+pub(crate) fn escape_into(out: &mut String, text: &str) {
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
     }
 }
 

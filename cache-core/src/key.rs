@@ -429,12 +429,7 @@ impl KeyBuilder {
     /// assert_eq!(kb.finish(), "a\\*b*");
     /// ```
     pub fn glob_literal(&mut self, s: &str) {
-        for c in s.chars() {
-            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-                self.buf.push('\\');
-            }
-            self.buf.push(c);
-        }
+        crate::glob::escape_into(&mut self.buf, s);
     }
 
     /// Appends `*` to a glob pattern.

@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 
 use super::wrap::BackendLayer;
 use crate::backend::Capabilities;
-use crate::key::KeyBuilder;
+use crate::glob::GlobMatcher;
 
 /// Separates a hashed key's readable head from its hash. A key that contains it is always hashed, so a key
 /// that passes through unchanged never looks like a hashed one.
@@ -147,9 +147,7 @@ impl KeyMangler {
     }
 
     fn escaped_prefix(&self) -> String {
-        let mut pattern = KeyBuilder::new();
-        pattern.glob_literal(&self.prefix);
-        pattern.finish()
+        GlobMatcher::escape(&self.prefix)
     }
 }
 

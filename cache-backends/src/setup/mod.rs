@@ -4,7 +4,7 @@
 //!
 //! | URL | backend |
 //! | --- | --- |
-//! | `mem://?size=10000&max_bytes=67108864` | in-process LRU ([`MemoryBackend`]) |
+//! | `mem://?size=10000&max_bytes=67108864` | in-process LRU ([`MemoryBackend`](cache_core::MemoryBackend)) |
 //! | `redis://[user:password@]host[:port][/db]` | one Redis server |
 //! | `rediss://…` | the same over TLS (cargo feature `tls`) |
 //! | `redis+cluster://host:port,host:port` or `redis://host:port?cluster=true` | Redis Cluster (seed nodes) |

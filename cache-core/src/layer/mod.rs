@@ -6,7 +6,7 @@
 //!   rewrites keys ([`KeyMangler`]), watches operations ([`Observe`]) or guards them (the circuit breaker in
 //!   `cache-backends`). A layer writes only the hooks it needs; [`Layered`] applies them to every operation.
 //! - **Value layers** ([`ValueLayer`], added with [`CacheBuilder::value_layer`](crate::CacheBuilder::value_layer))
-//!   transform stored bytes: compression ([`Compress`], feature `compress`) and signing ([`Sign`], feature
+//!   transform stored bytes: compression (`Compress`, feature `compress`) and signing (`Sign`, feature
 //!   `sign`).
 //!
 //! A value layer sees each value after it was encoded (envelope and payload) on its way to the backend, and

@@ -725,7 +725,7 @@ impl Cache {
     }
 
     /// Like [`Cache::get_or_set`], but a backend failure is returned as an error instead of computing the value
-    /// when the cache is [strict](CacheBuilder::strict); a non-strict cache fails open and never errors here.
+    /// when the cache is [strict](crate::CacheBuilder::strict); a non-strict cache fails open and never errors here.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]

@@ -20,9 +20,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, LazyLock};
 use std::time::{Duration, Instant};
 
-use cache_backends::fred;
-use cache_backends::RedisBackend;
-use cache_core::{Cache, KeyBuilder, MemoryBackend};
+use cachette::fred;
+use cachette::RedisBackend;
+use cachette::{Cache, KeyBuilder, MemoryBackend};
 use fred::interfaces::{ClientLike, KeysInterface};
 use fred::types::Expiration;
 use serde::{Deserialize, Serialize};
@@ -118,14 +118,14 @@ fn profile_key(name: &str, id: u64) -> String {
 }
 
 /// Ours on the in-memory backend.
-#[cache_core::cached(ttl = "1h", cache = MEMORY)]
+#[cachette::cached(ttl = "1h", cache = MEMORY)]
 async fn get_profile(id: u64) -> Profile {
     BODY_RUNS.fetch_add(1, Ordering::Relaxed);
     make_profile(id)
 }
 
 /// Ours on Redis: the same function with another cache.
-#[cache_core::cached(ttl = "1h", cache = REDIS.get().expect("redis cache set up"))]
+#[cachette::cached(ttl = "1h", cache = REDIS.get().expect("redis cache set up"))]
 async fn get_profile_redis(id: u64) -> Profile {
     make_profile(id)
 }
@@ -137,12 +137,12 @@ async fn slow_body(id: u64) -> Profile {
     make_profile(id)
 }
 
-#[cache_core::cached(ttl = "1h", cache = MEMORY)]
+#[cachette::cached(ttl = "1h", cache = MEMORY)]
 async fn slow_profile(id: u64) -> Profile {
     slow_body(id).await
 }
 
-#[cache_core::cached(ttl = "1h", cache = REDIS.get().expect("redis cache set up"))]
+#[cachette::cached(ttl = "1h", cache = REDIS.get().expect("redis cache set up"))]
 async fn slow_profile_redis(id: u64) -> Profile {
     slow_body(id).await
 }
@@ -594,7 +594,7 @@ fn rand_id() -> u64 {
 }
 
 fn redis_rows(plan: Plan, report: &mut Report) {
-    let Some(server) = cache_suite::RedisServer::start() else {
+    let Some(server) = test_support::RedisServer::start() else {
         eprintln!("SKIP: redis-server is not installed: the Redis rows (hit, miss, stampede) were NOT measured");
         report.row("redis rows", "SKIPPED", "redis-server missing".into());
         return;

@@ -11,8 +11,8 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::Router;
-use cache_core::http::{CacheControlLayer, DetectLayer, EtagLayer};
-use cache_core::{cached, invalidates, Cache};
+use cachette::http::{CacheControlLayer, DetectLayer, EtagLayer};
+use cachette::{cached, invalidates, Cache};
 use tower::ServiceBuilder;
 
 /// Stands in for a slow database; counts its queries so a cache hit is visible.

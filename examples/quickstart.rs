@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use cache_core::{cached, context, invalidates};
+use cachette::{cached, context, invalidates};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -14,7 +14,11 @@ struct User {
 }
 
 /// Pretends to be a slow database query.
-#[cached(ttl = "10m", key = "user:{id}")]
+#[cached(
+    ttl = "10m",
+    key = "user:{id}",
+    companions(invalidate, invalidate_all, key)
+)]
 async fn get_user(id: u64) -> Result<User, String> {
     tokio::time::sleep(Duration::from_millis(200)).await;
     Ok(User {

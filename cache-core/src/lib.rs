@@ -1,9 +1,12 @@
 //! Async-first caching for Rust services: annotate async fns, switch the cache off per request, see which keys
 //! were hits.
 //!
+//! This is the runtime behind the [`cachette`](https://docs.rs/cachette) facade; depend on `cachette`, which
+//! re-exports everything here (the macros expand to `::cachette::__private` paths).
+//!
 //! - Attribute macros (re-exported from `cache-macros`): [`cached`] (with `soft_ttl`, `lock`, `time_condition`,
-//!   `tags`), [`cache_early`], [`cache_failover`], [`cache_hit`], [`cache_locked`] and [`invalidates`]; the
-//!   [`guide`] has a runnable example of each. Every behaviour behind them is a plain async function in
+//!   `tags`), [`cache_early`], [`cache_failover`], [`cache_hit`], [`cache_locked`] and [`invalidates`]; `cachette`'s
+//!   `guide` module has a runnable example of each. Every behaviour behind them is a plain async function in
 //!   [`strategy`].
 //! - [`Cache`]: a cheap handle over a [`Backend`] (bytes in, bytes out) with a [`Codec`] and a versioned
 //!   envelope; [`global`] is the default the macros use — a bounded in-memory cache until [`set_global`].
@@ -31,7 +34,6 @@ pub mod context;
 mod envelope;
 mod error;
 mod glob;
-pub mod guide;
 #[cfg(feature = "http")]
 pub mod http;
 mod key;

@@ -201,19 +201,19 @@ pub(crate) fn expect_bool(option: RawOption) -> syn::Result<(bool, Span)> {
 
 /// The `crate = path` option.
 pub(crate) fn expect_path(option: RawOption) -> syn::Result<Path> {
-    let expr = expect_expr(option, "crate = path::to::cache_core")?;
+    let expr = expect_expr(option, "crate = path::to::cachette")?;
     match peel(&expr) {
         Expr::Path(path) if path.qself.is_none() && path.attrs.is_empty() => Ok(path.path.clone()),
         other => Err(syn::Error::new_spanned(
             other,
-            "expected a path such as `crate = ::my_cache_core`",
+            "expected a path such as `crate = ::my_cachette`",
         )),
     }
 }
 
-/// The default runtime crate path, `::cache_core`.
+/// The default runtime crate path, `::cachette` (the facade users depend on; it re-exports `cache_core`).
 pub(crate) fn default_crate() -> Path {
-    syn::parse_quote!(::cache_core)
+    syn::parse_quote!(::cachette)
 }
 
 /// Which caching macro is being parsed: decides the accepted options and the strategy.
@@ -425,9 +425,115 @@ pub(crate) struct CachedOptions {
     pub(crate) cache_err: Option<(bool, Span)>,
     pub(crate) strict: Option<(bool, Span)>,
     pub(crate) result: Option<(bool, Span)>,
-    pub(crate) companions: bool,
+    pub(crate) companions: Companions,
     pub(crate) in_impl: bool,
     pub(crate) strategy: Strategy,
+}
+
+/// Which companion functions a caching macro generates beside `NAME`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Companions {
+    pub(crate) key: bool,
+    pub(crate) invalidate: bool,
+    pub(crate) invalidate_all: bool,
+    pub(crate) refresh: bool,
+    pub(crate) set: bool,
+    pub(crate) peek: bool,
+    pub(crate) uncached: bool,
+}
+
+impl Companions {
+    /// The companion names `companions(...)` accepts.
+    const NAMES: [&'static str; 7] = [
+        "key",
+        "invalidate",
+        "invalidate_all",
+        "refresh",
+        "set",
+        "peek",
+        "uncached",
+    ];
+
+    /// Without a `companions` option: the two that `#[invalidates(NAME(..))]` calls.
+    pub(crate) const DEFAULT: Companions = Companions {
+        invalidate: true,
+        invalidate_all: true,
+        ..Companions::NONE
+    };
+
+    const NONE: Companions = Companions {
+        key: false,
+        invalidate: false,
+        invalidate_all: false,
+        refresh: false,
+        set: false,
+        peek: false,
+        uncached: false,
+    };
+
+    const ALL: Companions = Companions {
+        key: true,
+        invalidate: true,
+        invalidate_all: true,
+        refresh: true,
+        set: true,
+        peek: true,
+        uncached: true,
+    };
+
+    /// Whether any companion is generated (otherwise the body stays inline in `NAME`).
+    pub(crate) fn any(self) -> bool {
+        self != Companions::NONE
+    }
+
+    /// `companions = false` (none), `companions = true` (all) or `companions(key, refresh, ...)`.
+    fn parse(option: RawOption) -> syn::Result<Companions> {
+        let list = match option.value {
+            RawValue::List(_, names) => names,
+            _ => {
+                let (all, _) = expect_bool(option)?;
+                return Ok(if all {
+                    Companions::ALL
+                } else {
+                    Companions::NONE
+                });
+            }
+        };
+        let mut companions = Companions::NONE;
+        let mut errors = Errors::default();
+        for name in list {
+            let text = name.unraw().to_string();
+            let flag = match text.as_str() {
+                "key" => &mut companions.key,
+                "invalidate" => &mut companions.invalidate,
+                "invalidate_all" => &mut companions.invalidate_all,
+                "refresh" => &mut companions.refresh,
+                "set" => &mut companions.set,
+                "peek" => &mut companions.peek,
+                "uncached" => &mut companions.uncached,
+                _ => {
+                    errors.push(syn::Error::new(
+                        name.span(),
+                        format!(
+                            "unknown companion `{text}`{}; the companions are {}",
+                            crate::errors::did_you_mean(&text, Companions::NAMES),
+                            crate::errors::name_list(Companions::NAMES)
+                        ),
+                    ));
+                    continue;
+                }
+            };
+            if *flag {
+                errors.push(syn::Error::new(
+                    name.span(),
+                    format!("companion `{text}` is listed twice"),
+                ));
+            }
+            *flag = true;
+        }
+        errors.finish()?;
+        Ok(companions)
+    }
 }
 
 /// `tags = ["user:{id}", "all"]` (or, for `#[invalidates]`, `tag = "user:{id}"`): string literals, each a key
@@ -482,7 +588,7 @@ impl CachedOptions {
             cache_err: None,
             strict: None,
             result: None,
-            companions: true,
+            companions: Companions::DEFAULT,
             in_impl: false,
             strategy: Strategy::Cached,
         };
@@ -557,8 +663,8 @@ impl CachedOptions {
                 "strict" => options.strict = errors.ok(expect_bool(option)),
                 "result" => options.result = errors.ok(expect_bool(option)),
                 "companions" => {
-                    if let Some((value, _)) = errors.ok(expect_bool(option)) {
-                        options.companions = value;
+                    if let Some(companions) = errors.ok(Companions::parse(option)) {
+                        options.companions = companions;
                     }
                 }
                 "in_impl" => {

@@ -1,16 +1,19 @@
 //! Code generation for `#[cached]`.
 //!
-//! The annotated `async fn NAME` keeps its signature and attributes; its body moves into the companion
-//! `NAME_uncached` and `NAME` becomes: render the key (borrowing the arguments), then
-//! `__private::cached(shape, &cache, key, ttl, condition, NAME_uncached(args)).await`. The other companions
-//! (`_key`, `_invalidate`, `_invalidate_all`, `_refresh`, `_set`, `_peek`) are small wrappers around the same key
-//! rendering. With `companions = false` (trait impls) the body stays inline as an `async move` block instead.
+//! The annotated `async fn NAME` keeps its signature and attributes; its body (the user's tokens, unparsed) moves
+//! into `NAME_uncached` (private as `__NAME_uncached` unless asked for) and `NAME` becomes: render the key with the
+//! private `__NAME_key(&args)`, then `__private::cached_with(shape, &cache, key, options, NAME_uncached(args)).await`.
+//! The companions asked for (`_key`, `_invalidate`, `_invalidate_all`, `_refresh`, `_set`, `_peek`, `_uncached`;
+//! by default `_invalidate` and `_invalidate_all`) are small wrappers around the same key function. With
+//! `companions = false` (trait impls) the body stays inline as an `async move` block and nothing else is generated.
 
 use proc_macro2::{Delimiter, Group, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
-use syn::{Attribute, FnArg, Generics, Ident, ItemFn, Path, ReturnType, Signature, Type};
+use syn::{Attribute, FnArg, Generics, Ident, Path, ReturnType, Signature, Type};
+
+use crate::item::FnItem;
 
 use crate::attr::{CachedOptions, Count, MacroKind, Strategy};
 use crate::errors::{name_list, Errors};
@@ -62,7 +65,7 @@ pub(crate) fn forwarded_attrs(attrs: &[Attribute]) -> Vec<&Attribute> {
 /// Everything the generators share.
 struct Ctx<'a> {
     options: &'a CachedOptions,
-    item: &'a ItemFn,
+    item: &'a FnItem,
     info: SigInfo,
     krate: &'a Path,
     /// `krate` spanned at the return type, for calls whose errors are about the output type.
@@ -81,7 +84,7 @@ struct Ctx<'a> {
 
 /// Rejects arguments a spawned body can't take: the body future outlives the call, so it must own everything.
 /// Reported at the argument instead of the borrow checker's errors about the generated code.
-fn check_owned_args(item: &ItemFn, options: &CachedOptions, errors: &mut Errors) {
+fn check_owned_args(item: &FnItem, options: &CachedOptions, errors: &mut Errors) {
     let fix = match options.strategy {
         Strategy::Early { .. } => "; or use `background = false`",
         _ => "",
@@ -114,7 +117,7 @@ fn check_owned_args(item: &ItemFn, options: &CachedOptions, errors: &mut Errors)
 
 /// The entry point of every caching macro (`#[cached]`, `#[cache_early]`, ...): they differ only in the
 /// strategy `options` resolved to.
-pub(crate) fn expand(options: CachedOptions, item: ItemFn) -> syn::Result<TokenStream> {
+pub(crate) fn expand(options: CachedOptions, item: FnItem) -> syn::Result<TokenStream> {
     let mut errors = Errors::default();
     let macro_name = options.kind.name();
     check_signature(&item.sig, macro_name, &mut errors);
@@ -255,7 +258,7 @@ pub(crate) fn expand(options: CachedOptions, item: ItemFn) -> syn::Result<TokenS
     let shape_ident = Ident::new(shape_name, out_span);
     let krate_out = crate::template::respan(quote!(#krate), out_span);
     let shape = quote_spanned!(out_span=> #krate_out::__private::#shape_ident);
-    let companion_receiver = options.companions
+    let companion_receiver = options.companions.any()
         && (cache_uses_self
             || template.as_ref().is_some_and(Template::mentions_self)
             || tags.iter().any(Template::mentions_self));
@@ -273,7 +276,7 @@ pub(crate) fn expand(options: CachedOptions, item: ItemFn) -> syn::Result<TokenS
         tags,
         shape,
     };
-    Ok(if options.companions {
+    Ok(if options.companions.any() {
         ctx.with_companions()
     } else {
         ctx.inline()
@@ -573,21 +576,14 @@ impl Ctx<'_> {
         quote_spanned!(self.out_span()=> <#shape as #krate_out::__private::Shape<#out>>::Stored)
     }
 
-    /// The call of the body: `Self::NAME_uncached(self, args)` or `NAME_uncached(args)`.
-    fn uncached_call(&self) -> TokenStream {
-        let uncached = self.companion_name("uncached");
-        let turbofish = sig::turbofish(&self.item.sig, &self.info);
-        let args = self.info.call_args();
-        let receiver = self.info.self_token().map(|token| quote!(#token,));
-        if self.in_impl {
-            quote!(Self::#uncached #turbofish(#receiver #args))
-        } else {
-            quote!(#uncached #turbofish(#args))
-        }
-    }
-
     /// The body of `NAME` (`refresh = false`) or `NAME_refresh`: the strategy call around `body`.
-    fn strategy_body(&self, refresh: bool, body: TokenStream, destructure: bool) -> TokenStream {
+    fn strategy_body(
+        &self,
+        refresh: bool,
+        body: TokenStream,
+        key_value: TokenStream,
+        destructure: bool,
+    ) -> TokenStream {
         let krate = self.krate;
         let (cache, key, ttl, options) = (
             local("__cache"),
@@ -595,7 +591,6 @@ impl Ctx<'_> {
             local("__ttl"),
             local("__options"),
         );
-        let key_value = self.key_block(destructure);
         let ttl_value = self.ttl();
         let options_value = self.options_value(&ttl, destructure, false);
         let shape = &self.shape;
@@ -749,8 +744,42 @@ impl Ctx<'_> {
         self.companion_receiver.then(|| syn::parse_quote!(&#token))
     }
 
-    /// `NAME` with companions.
+    /// The name of a companion: `NAME_suffix` when it was asked for, else `__NAME_suffix`, private and hidden.
+    fn companion_ident(&self, suffix: &str, public: bool) -> Ident {
+        if public {
+            self.companion_name(suffix)
+        } else {
+            // Located at the function's name: an error about it (an associated fn without `in_impl`) points there.
+            let span = Span::mixed_site().located_at(self.name.span());
+            format_ident!("__{}_{}", self.name_str(), suffix, span = span)
+        }
+    }
+
+    /// `Self::f` in impls, `f` elsewhere.
+    fn path_to(&self, function: &Ident) -> TokenStream {
+        if self.in_impl {
+            quote!(Self::#function)
+        } else {
+            quote!(#function)
+        }
+    }
+
+    /// The call of the private key function with the wrapper's arguments, borrowed.
+    fn key_call(&self) -> TokenStream {
+        let function = self.path_to(&self.companion_ident("key", false));
+        let turbofish = sig::turbofish(&self.item.sig, &self.info);
+        // `&self` coerces to the key function's `&Self` whether `self` is `Self`, `&Self` or `Arc<Self>`.
+        let receiver = self
+            .companion_receiver()
+            .and(self.info.self_token())
+            .map(|token| quote!(&#token,));
+        let args = self.info.args.iter().map(|arg| &arg.ident);
+        quote!(#function #turbofish(#receiver #(&#args),*))
+    }
+
+    /// `NAME` with the companions asked for, around one private key function that they all call.
     fn with_companions(&self) -> TokenStream {
+        let companions = self.options.companions;
         let krate = self.krate;
         let krate_out = &self.krate_out;
         let item = self.item;
@@ -758,15 +787,54 @@ impl Ctx<'_> {
         let attrs = &item.attrs;
         let forwarded = forwarded_attrs(attrs);
         let link = self.link();
-        let allow = quote!(#[allow(dead_code, unused_variables, clippy::too_many_arguments)]);
+        let allow = quote!(#[allow(dead_code, unused_variables, clippy::too_many_arguments, clippy::ptr_arg)]);
         let out = &self.out;
         let stored = self.stored();
         let shape = &self.shape;
         let (cache, key, ttl) = (local("__cache"), local("__key"), local("__ttl"));
         let output =
             |ty: TokenStream| -> ReturnType { syn::parse_quote_spanned!(self.out_span()=> -> #ty) };
+        let key_call = self.key_call();
+        let mut tokens = TokenStream::new();
 
-        // NAME itself.
+        // The key function: the arguments by reference, the key rendered once for `NAME` and every companion.
+        let mut key_sig = self.signature(SigSpec {
+            name: self.companion_ident("key", false),
+            is_async: false,
+            receiver: self.companion_receiver(),
+            extra: None,
+            with_args: false,
+            output: output(quote!(#krate::__private::String)),
+            generics: None,
+        });
+        key_sig
+            .inputs
+            .extend(self.info.args.iter().map(|arg| -> FnArg {
+                let (ident, ty) = (&arg.ident, &arg.ty);
+                // `&impl A + B` is ambiguous; `&(impl A + B)` is not.
+                match ty {
+                    Type::ImplTrait(_) | Type::TraitObject(_) => syn::parse_quote!(#ident: &(#ty)),
+                    _ => syn::parse_quote!(#ident: &#ty),
+                }
+            }));
+        let key_block = self.key_block(true);
+        tokens.extend(quote! {
+            #[doc(hidden)]
+            #(#forwarded)*
+            #allow
+            #[inline]
+            #key_sig #key_block
+        });
+
+        // NAME itself; its body moves into `NAME_uncached` (private unless asked for), which `_refresh` calls too.
+        let uncached_name = self.companion_ident("uncached", companions.uncached);
+        let uncached_call = {
+            let function = self.path_to(&uncached_name);
+            let turbofish = sig::turbofish(&self.item.sig, &self.info);
+            let args = self.info.call_args();
+            let receiver = self.info.self_token().map(|token| quote!(#token,));
+            quote!(#function #turbofish(#receiver #args))
+        };
         let wrapper_sig = self.signature(SigSpec {
             name: self.name.clone(),
             is_async: true,
@@ -776,209 +844,231 @@ impl Ctx<'_> {
             output: item.sig.output.clone(),
             generics: None,
         });
-        let wrapper_body = self.strategy_body(false, self.uncached_call(), true);
-
-        // NAME_uncached: the original body.
-        let mut uncached_sig = item.sig.clone();
-        uncached_sig.ident = self.companion_name("uncached");
-        let block = &item.block;
-        let uncached_doc = format!(
-            "Runs the body of {link} directly, bypassing the cache: nothing is read or stored. Generated by `#[{}]`.",
-            self.options.kind.name()
-        );
-
-        // NAME_refresh.
-        let refresh_sig = self.signature(SigSpec {
-            name: self.companion_name("refresh"),
-            is_async: true,
-            receiver: self.wrapper_receiver(),
-            extra: None,
-            with_args: true,
-            output: item.sig.output.clone(),
-            generics: None,
-        });
-        let refresh_body = self.strategy_body(true, self.uncached_call(), true);
-        let refresh_doc = format!(
-            "Runs the body of {link} and stores its result (when it is cacheable) under the same key, replacing any cached value; the cache is not read."
-        );
-
-        // NAME_key.
-        let key_sig = self.signature(SigSpec {
-            name: self.companion_name("key"),
-            is_async: false,
-            receiver: self.companion_receiver(),
-            extra: None,
-            with_args: true,
-            output: output(quote!(#krate::__private::String)),
-            generics: None,
-        });
-        let key_block = self.key_block(true);
-        let key_doc = format!("Returns the cache key {link} uses for these arguments.");
-
-        // NAME_invalidate.
-        let invalidate_sig = self.signature(SigSpec {
-            name: self.companion_name("invalidate"),
-            is_async: false,
-            receiver: self.companion_receiver(),
-            extra: None,
-            with_args: true,
-            output: output(quote!(
-                impl ::core::future::Future<Output = bool> + ::core::marker::Send + 'static
-            )),
-            generics: None,
-        });
-        let cache_value = self.cache();
-        let invalidate_doc = format!(
-            "Removes the cached result of {link} for these arguments; resolves to `true` if an entry was removed.\n\n\
-             The key is computed when this function is called, so the returned future borrows nothing."
-        );
-
-        // NAME_invalidate_all.
-        let generic_names: Vec<String> = item
-            .sig
-            .generics
-            .params
-            .iter()
-            .filter_map(|param| match param {
-                syn::GenericParam::Type(ty) => Some(ty.ident.to_string()),
-                syn::GenericParam::Const(konst) => Some(konst.ident.to_string()),
-                syn::GenericParam::Lifetime(_) => None,
-            })
-            .collect();
-        let cache_tokens = self
-            .options
-            .cache
-            .as_ref()
-            .map(|cache| quote!(#cache))
-            .unwrap_or_default();
-        let keep_generics = generic_names
-            .iter()
-            .any(|name| mentions_ident(cache_tokens.clone(), name));
-        let invalidate_all_sig = self.signature(SigSpec {
-            name: self.companion_name("invalidate_all"),
-            is_async: false,
-            receiver: self.companion_receiver(),
-            extra: None,
-            with_args: false,
-            output: output(quote!(
-                impl ::core::future::Future<Output = u64> + ::core::marker::Send + 'static
-            )),
-            generics: (!keep_generics).then(Generics::default),
-        });
-        let pattern_block = self.pattern_block();
-        let pattern = local("__pattern");
-        let invalidate_all_doc = format!(
-            "Removes every cached result of {link} (all argument values); resolves to the number of removed entries."
-        );
-
-        // NAME_set.
-        let used: Vec<String> = self.info.binding_names();
-        let value = if used.iter().any(|name| name == "value") {
-            format_ident!("cached_value")
-        } else {
-            format_ident!("value")
-        };
-        let set_sig = self.signature(SigSpec {
-            name: self.companion_name("set"),
-            is_async: true,
-            receiver: self.companion_receiver(),
-            extra: Some(syn::parse_quote_spanned!(self.out_span()=> #value: &#stored)),
-            with_args: true,
-            output: output(quote!(#krate::__private::Result<(), #krate::__private::CacheError>)),
-            generics: None,
-        });
-        let set_doc = format!(
-            "Stores `{value}` as the cached result of {link} for these arguments, with the same TTL. Fails only if \
-             the backend does."
-        );
-
-        // NAME_peek.
-        let peek_sig = self.signature(SigSpec {
-            name: self.companion_name("peek"),
-            is_async: true,
-            receiver: self.companion_receiver(),
-            extra: None,
-            with_args: true,
-            output: output(
-                quote_spanned!(self.out_span()=> #krate_out::__private::Option<#stored>),
-            ),
-            generics: None,
-        });
-        let peek_doc = format!(
-            "Returns the cached result of {link} for these arguments without running the body; `None` on a miss."
-        );
-
-        let ttl_value = self.ttl();
-        let options = local("__options");
-        let set_options = self.options_value(&ttl, true, true);
-        let set_refresh_after = self
-            .refresh_after(&ttl)
-            .map(|after| quote!(let #options = #options.refresh_after(#after);));
-        let store_call = quote_spanned! {self.out_span()=>
-            #krate_out::__private::store_with::<_, #out>(#shape, &#cache, &#key, &#options, #value).await
-        };
-        let peek_call = quote_spanned! {self.out_span()=>
-            #krate_out::__private::peek::<_, #out>(#shape, &#cache, &#key).await
-        };
-        quote! {
+        let wrapper_body = self.strategy_body(false, uncached_call.clone(), key_call.clone(), true);
+        tokens.extend(quote! {
             #(#attrs)*
             #vis #wrapper_sig #wrapper_body
+        });
 
-            #[doc = #uncached_doc]
-            #(#forwarded)*
-            #allow
-            #vis #uncached_sig #block
-
-            #[doc = #refresh_doc]
-            #(#forwarded)*
-            #allow
-            #vis #refresh_sig #refresh_body
-
-            #[doc = #key_doc]
-            #(#forwarded)*
-            #allow
-            #[must_use]
-            #vis #key_sig #key_block
-
-            #[doc = #invalidate_doc]
-            #(#forwarded)*
-            #allow
-            #vis #invalidate_sig {
-                let #cache: #krate::__private::Cache = #cache_value;
-                let #key: #krate::__private::String = #key_block;
-                async move { #krate::__private::invalidate(&#cache, &#key).await }
-            }
-
-            #[doc = #invalidate_all_doc]
-            #(#forwarded)*
-            #allow
-            #vis #invalidate_all_sig {
-                let #cache: #krate::__private::Cache = #cache_value;
-                let #pattern: #krate::__private::String = #pattern_block;
-                async move { #krate::__private::invalidate_matching(&#cache, &#pattern).await }
-            }
-
-            #[doc = #set_doc]
-            #(#forwarded)*
-            #allow
-            #vis #set_sig {
-                let #cache: #krate::__private::Cache = #cache_value;
-                let #key: #krate::__private::String = #key_block;
-                let #ttl: #krate::__private::Option<#krate::__private::Duration> = #ttl_value;
-                let #options: #krate::__private::Options<#out> = #set_options;
-                #set_refresh_after
-                #store_call
-            }
-
-            #[doc = #peek_doc]
-            #(#forwarded)*
-            #allow
-            #vis #peek_sig {
-                let #cache: #krate::__private::Cache = #cache_value;
-                let #key: #krate::__private::String = #key_block;
-                #peek_call
-            }
+        let mut uncached_sig = item.sig.clone();
+        uncached_sig.ident = uncached_name;
+        let block = &item.block;
+        if companions.uncached {
+            let doc = format!(
+                "Runs the body of {link} directly, bypassing the cache: nothing is read or stored. Generated by `#[{}]`.",
+                self.options.kind.name()
+            );
+            tokens.extend(quote! {
+                #[doc = #doc]
+                #(#forwarded)*
+                #allow
+                #vis #uncached_sig #block
+            });
+        } else {
+            tokens.extend(quote! {
+                #[doc(hidden)]
+                #(#forwarded)*
+                #allow
+                #uncached_sig #block
+            });
         }
+
+        if companions.refresh {
+            let refresh_sig = self.signature(SigSpec {
+                name: self.companion_name("refresh"),
+                is_async: true,
+                receiver: self.wrapper_receiver(),
+                extra: None,
+                with_args: true,
+                output: item.sig.output.clone(),
+                generics: None,
+            });
+            let refresh_body = self.strategy_body(true, uncached_call, key_call.clone(), true);
+            let doc = format!(
+                "Runs the body of {link} and stores its result (when it is cacheable) under the same key, replacing any cached value; the cache is not read."
+            );
+            tokens.extend(quote! {
+                #[doc = #doc]
+                #(#forwarded)*
+                #allow
+                #vis #refresh_sig #refresh_body
+            });
+        }
+
+        if companions.key {
+            let public_key_sig = self.signature(SigSpec {
+                name: self.companion_name("key"),
+                is_async: false,
+                receiver: self.companion_receiver(),
+                extra: None,
+                with_args: true,
+                output: output(quote!(#krate::__private::String)),
+                generics: None,
+            });
+            let doc = format!("Returns the cache key {link} uses for these arguments.");
+            tokens.extend(quote! {
+                #[doc = #doc]
+                #(#forwarded)*
+                #allow
+                #[must_use]
+                #vis #public_key_sig { #key_call }
+            });
+        }
+
+        let cache_value = self.cache();
+        if companions.invalidate {
+            let invalidate_sig = self.signature(SigSpec {
+                name: self.companion_name("invalidate"),
+                is_async: false,
+                receiver: self.companion_receiver(),
+                extra: None,
+                with_args: true,
+                output: output(quote!(
+                    impl ::core::future::Future<Output = bool> + ::core::marker::Send + 'static
+                )),
+                generics: None,
+            });
+            let doc = format!(
+                "Removes the cached result of {link} for these arguments; resolves to `true` if an entry was removed.\n\n\
+                 The key is computed when this function is called, so the returned future borrows nothing."
+            );
+            tokens.extend(quote! {
+                #[doc = #doc]
+                #(#forwarded)*
+                #allow
+                #vis #invalidate_sig {
+                    let #cache: #krate::__private::Cache = #cache_value;
+                    let #key: #krate::__private::String = #key_call;
+                    async move { #krate::__private::invalidate(&#cache, &#key).await }
+                }
+            });
+        }
+
+        if companions.invalidate_all {
+            let generic_names: Vec<String> = item
+                .sig
+                .generics
+                .params
+                .iter()
+                .filter_map(|param| match param {
+                    syn::GenericParam::Type(ty) => Some(ty.ident.to_string()),
+                    syn::GenericParam::Const(konst) => Some(konst.ident.to_string()),
+                    syn::GenericParam::Lifetime(_) => None,
+                })
+                .collect();
+            let cache_tokens = self
+                .options
+                .cache
+                .as_ref()
+                .map(|cache| quote!(#cache))
+                .unwrap_or_default();
+            let keep_generics = generic_names
+                .iter()
+                .any(|name| mentions_ident(cache_tokens.clone(), name));
+            let invalidate_all_sig = self.signature(SigSpec {
+                name: self.companion_name("invalidate_all"),
+                is_async: false,
+                receiver: self.companion_receiver(),
+                extra: None,
+                with_args: false,
+                output: output(quote!(
+                    impl ::core::future::Future<Output = u64> + ::core::marker::Send + 'static
+                )),
+                generics: (!keep_generics).then(Generics::default),
+            });
+            let pattern_block = self.pattern_block();
+            let pattern = local("__pattern");
+            let doc = format!(
+                "Removes every cached result of {link} (all argument values); resolves to the number of removed entries."
+            );
+            tokens.extend(quote! {
+                #[doc = #doc]
+                #(#forwarded)*
+                #allow
+                #vis #invalidate_all_sig {
+                    let #cache: #krate::__private::Cache = #cache_value;
+                    let #pattern: #krate::__private::String = #pattern_block;
+                    async move { #krate::__private::invalidate_matching(&#cache, &#pattern).await }
+                }
+            });
+        }
+
+        if companions.set {
+            let used: Vec<String> = self.info.binding_names();
+            let value = if used.iter().any(|name| name == "value") {
+                format_ident!("cached_value")
+            } else {
+                format_ident!("value")
+            };
+            let set_sig = self.signature(SigSpec {
+                name: self.companion_name("set"),
+                is_async: true,
+                receiver: self.companion_receiver(),
+                extra: Some(syn::parse_quote_spanned!(self.out_span()=> #value: &#stored)),
+                with_args: true,
+                output: output(
+                    quote!(#krate::__private::Result<(), #krate::__private::CacheError>),
+                ),
+                generics: None,
+            });
+            let doc = format!(
+                "Stores `{value}` as the cached result of {link} for these arguments, with the same TTL. Fails only if \
+                 the backend does."
+            );
+            let ttl_value = self.ttl();
+            let options = local("__options");
+            let set_options = self.options_value(&ttl, true, true);
+            let set_refresh_after = self
+                .refresh_after(&ttl)
+                .map(|after| quote!(let #options = #options.refresh_after(#after);));
+            let store_call = quote_spanned! {self.out_span()=>
+                #krate_out::__private::store_with::<_, #out>(#shape, &#cache, &#key, &#options, #value).await
+            };
+            tokens.extend(quote! {
+                #[doc = #doc]
+                #(#forwarded)*
+                #allow
+                #vis #set_sig {
+                    let #cache: #krate::__private::Cache = #cache_value;
+                    let #key: #krate::__private::String = #key_call;
+                    let #ttl: #krate::__private::Option<#krate::__private::Duration> = #ttl_value;
+                    let #options: #krate::__private::Options<#out> = #set_options;
+                    #set_refresh_after
+                    #store_call
+                }
+            });
+        }
+
+        if companions.peek {
+            let peek_sig = self.signature(SigSpec {
+                name: self.companion_name("peek"),
+                is_async: true,
+                receiver: self.companion_receiver(),
+                extra: None,
+                with_args: true,
+                output: output(
+                    quote_spanned!(self.out_span()=> #krate_out::__private::Option<#stored>),
+                ),
+                generics: None,
+            });
+            let doc = format!(
+                "Returns the cached result of {link} for these arguments without running the body; `None` on a miss."
+            );
+            let peek_call = quote_spanned! {self.out_span()=>
+                #krate_out::__private::peek::<_, #out>(#shape, &#cache, &#key).await
+            };
+            tokens.extend(quote! {
+                #[doc = #doc]
+                #(#forwarded)*
+                #allow
+                #vis #peek_sig {
+                    let #cache: #krate::__private::Cache = #cache_value;
+                    let #key: #krate::__private::String = #key_call;
+                    #peek_call
+                }
+            });
+        }
+        tokens
     }
 
     /// `companions = false`: the body stays in `NAME` as an `async move` block.
@@ -988,7 +1078,12 @@ impl Ctx<'_> {
         let vis = &item.vis;
         let sig = &item.sig;
         let block = &item.block;
-        let body = self.strategy_body(false, quote!(async move #block), false);
+        let body = self.strategy_body(
+            false,
+            quote!(async move #block),
+            self.key_block(false),
+            false,
+        );
         quote! {
             #(#attrs)*
             #vis #sig #body

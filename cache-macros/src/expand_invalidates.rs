@@ -11,13 +11,12 @@ use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
-use syn::{
-    Expr, ExprCall, ExprLit, ExprMethodCall, ExprPath, ExprRange, ItemFn, Lit, Path, RangeLimits,
-};
+use syn::{Expr, ExprCall, ExprLit, ExprMethodCall, ExprPath, ExprRange, Lit, Path, RangeLimits};
 
 use crate::attr::{peel, InvalidatesArgs};
 use crate::errors::Errors;
 use crate::expand_cached::check_signature;
+use crate::item::FnItem;
 use crate::sig::{self, mentions_ident, SigInfo};
 use crate::template::Template;
 
@@ -130,7 +129,7 @@ fn target_future(
 }
 
 /// The `#[invalidates]` entry point.
-pub(crate) fn expand(args: InvalidatesArgs, item: ItemFn) -> syn::Result<TokenStream> {
+pub(crate) fn expand(args: InvalidatesArgs, item: FnItem) -> syn::Result<TokenStream> {
     let mut errors = Errors::default();
     check_signature(&item.sig, "invalidates", &mut errors);
     let Some(info) = errors.ok(sig::analyze(&item.sig)) else {
@@ -184,7 +183,7 @@ pub(crate) fn expand(args: InvalidatesArgs, item: ItemFn) -> syn::Result<TokenSt
     } else {
         invalidate
     };
-    let ItemFn {
+    let FnItem {
         attrs,
         vis,
         sig,

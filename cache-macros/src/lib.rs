@@ -1,9 +1,9 @@
-//! Attribute macros for `cache_core`: [`macro@cached`] and [`macro@invalidates`], and the strategies
-//! [`macro@cache_early`], [`macro@cache_failover`], [`macro@cache_hit`] and [`macro@cache_locked`].
+//! Attribute macros for [`cachette`](https://docs.rs/cachette): [`macro@cached`] and [`macro@invalidates`], and
+//! the strategies [`macro@cache_early`], [`macro@cache_failover`], [`macro@cache_hit`] and [`macro@cache_locked`].
 //!
-//! This crate only parses, validates and expands; everything that runs lives in `cache_core::__private`
-//! (strategies, key rendering, the global cache). Use the macros through `cache_core`, which re-exports them:
-//! `use cache_core::{cached, invalidates};`. Runnable versions of the examples below are in `cache_core::guide`.
+//! This crate only parses, validates and expands; everything that runs lives in `cachette::__private`
+//! (strategies, key rendering, the global cache). Use the macros through `cachette`, which re-exports them:
+//! `use cachette::{cached, invalidates};`. The examples below run as doctests against `cachette`.
 //!
 //! Every caching macro goes through the same option parser (`attr`), key renderer (`template`) and companion
 //! generator (`expand_cached`); a strategy only changes which `__private` function `NAME` calls and with which
@@ -23,59 +23,17 @@ mod attr;
 mod errors;
 mod expand_cached;
 mod expand_invalidates;
+mod item;
 mod sig;
 mod template;
 mod ttl;
 
 use proc_macro::TokenStream;
-use proc_macro2::Span;
 
 use crate::attr::{CachedOptions, MacroKind};
 use crate::errors::{error_output, Errors};
 
 /// Where to report "this is not a function": the item's name or keyword.
-fn item_span(item: &syn::Item) -> Span {
-    use syn::spanned::Spanned;
-    match item {
-        syn::Item::Struct(item) => item.ident.span(),
-        syn::Item::Enum(item) => item.ident.span(),
-        syn::Item::Union(item) => item.ident.span(),
-        syn::Item::Trait(item) => item.ident.span(),
-        syn::Item::Type(item) => item.ident.span(),
-        syn::Item::Const(item) => item.ident.span(),
-        syn::Item::Static(item) => item.ident.span(),
-        syn::Item::Mod(item) => item.ident.span(),
-        syn::Item::Impl(item) => item.impl_token.span(),
-        other => other.span(),
-    }
-}
-
-/// Parses the annotated item as a function with a body, or explains what `macro_name` expects.
-fn parse_fn(item: proc_macro2::TokenStream, macro_name: &str) -> syn::Result<syn::ItemFn> {
-    let not_a_fn = |span| {
-        syn::Error::new(
-            span,
-            format!("`#[{macro_name}]` can only be applied to an `async fn`"),
-        )
-    };
-    // A trait method without a body (syn reads it as a verbatim item, or fails on it).
-    if let Ok(function) = syn::parse2::<syn::TraitItemFn>(item.clone()) {
-        if function.default.is_none() {
-            return Err(syn::Error::new_spanned(
-                function.sig.ident,
-                format!(
-                    "`#[{macro_name}]` needs a function body; put it on the method in the `impl`, not on the trait declaration"
-                ),
-            ));
-        }
-    }
-    match syn::parse2::<syn::Item>(item) {
-        Ok(syn::Item::Fn(function)) => Ok(function),
-        Ok(other) => Err(not_a_fn(item_span(&other))),
-        Err(_) => Err(not_a_fn(Span::call_site())),
-    }
-}
-
 /// Runs one macro: parse the options and the function (reporting both sets of errors), then expand. On error the
 /// function is emitted unchanged next to the errors.
 fn run<O>(
@@ -83,12 +41,12 @@ fn run<O>(
     item: TokenStream,
     macro_name: &str,
     parse: impl syn::parse::Parser<Output = O>,
-    expand: fn(O, syn::ItemFn) -> syn::Result<proc_macro2::TokenStream>,
+    expand: fn(O, item::FnItem) -> syn::Result<proc_macro2::TokenStream>,
 ) -> TokenStream {
     let item = proc_macro2::TokenStream::from(item);
     let mut errors = Errors::default();
     let options = errors.ok(parse.parse(attr));
-    let function = errors.ok(parse_fn(item.clone(), macro_name));
+    let function = errors.ok(item::parse_fn(item.clone(), macro_name));
     let result = match (options, function) {
         (Some(options), Some(function)) => expand(options, function),
         _ => errors.finish().map(|()| proc_macro2::TokenStream::new()),
@@ -101,13 +59,25 @@ fn run<O>(
 
 /// Caches the result of an `async fn`.
 ///
-/// ```ignore
-/// use cache_core::cached;
+/// ```
+/// use cachette::cached;
+/// # #[derive(Clone, serde::Serialize, serde::Deserialize)] pub struct Account { id: u64 }
+/// # pub struct User { id: u64 }
+/// # #[derive(Debug)] pub struct DbError;
+/// # mod db { pub async fn load_account(_: u64, id: u64) -> Result<super::Account, super::DbError> { Ok(super::Account { id }) } }
 ///
 /// #[cached(ttl = "3h", key = "user:{user.id}:{account_id}")]
 /// async fn get_user_account(user: &User, account_id: u64) -> Result<Account, DbError> {
 ///     db::load_account(user.id, account_id).await
 /// }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// # let user = User { id: 1 };
+/// let (first, hits) = cachette::context::detect(get_user_account(&user, 7)).await; // runs the body
+/// assert!(first.is_ok() && hits.is_empty());
+/// let (_, hits) = cachette::context::detect(get_user_account(&user, 7)).await; // from the cache
+/// assert_eq!(hits.keys(), ["user:1:7"]);
+/// # }
 /// ```
 ///
 /// The first call runs the body and stores the result; later calls with the same key get the stored value
@@ -119,8 +89,13 @@ fn run<O>(
 /// On an `async fn` with a body: free functions, methods (`&self`, `&mut self`, `self`, `self: Arc<Self>`),
 /// associated functions, generic functions, reference and `impl Trait` arguments and destructuring patterns
 /// (`(a, b): (u32, u32)`; the bound names `a` and `b` are what the key sees). Not on `const`, `unsafe` or
-/// `extern` functions, and not on functions returning `impl Trait`. The result type must be `Serialize +
-/// DeserializeOwned` (for a `Result`: its `Ok` type).
+/// `extern` functions, and not on functions returning `impl Trait`.
+///
+/// What is stored — the return value, or for a `Result` its `Ok` type (and its `Err` type too with `cache_err`) —
+/// must be `Serialize + DeserializeOwned + Clone + Send + Sync + 'static` (`cachette::shape::Storable`): usually
+/// `#[derive(Clone, Serialize, Deserialize)]`. `Clone` because the memory backend hands out clones of a decoded
+/// copy instead of decoding on every hit. The returned future must be `Send`, and every argument that is part of
+/// the key must implement `cachette::KeyArg`. A missing derive is one error at the return type naming it.
 ///
 /// # Options
 ///
@@ -131,13 +106,13 @@ fn run<O>(
 /// | `prefix = "users"` | puts `users:` in front of the key (default or template). |
 /// | `skip(a, b)` | leaves arguments out of the default key (for connections, clients, loggers, ...). |
 /// | `cache = EXPR` | the cache to use instead of the global one: anything that derefs to `&Cache`, e.g. a `static LazyLock<Cache>`, an `Arc<Cache>`, a `Cache`, or `self.cache` in a method. Evaluated on every call. |
-/// | `condition = path` | `fn(&Out) -> bool` (a function path or a non-capturing closure) deciding whether a result is stored, e.g. `cache_core::conditions::not_none`. |
+/// | `condition = path` | `fn(&Out) -> bool` (a function path or a non-capturing closure) deciding whether a result is stored, e.g. `cachette::conditions::not_none`. |
 /// | `cache_err = true` | for `Result`: store `Err` too (both types must be serializable). |
 /// | `strict = true` | for `Result`: backend errors are returned as `Err(E::from(CacheError))` instead of failing open; `E: From<CacheError>` is required. Stores `Ok` only. |
 /// | `result = true/false` | says whether the return type is a `Result` when the syntax can't tell (a type alias not named `Result`). |
-/// | `companions = false` | generates no companion functions (needed in trait impls, where extra methods are not allowed). |
+/// | `companions(key, peek, ...)` | which companion functions to generate (see below); default `invalidate` and `invalidate_all`. `companions = true`: all of them; `companions = false`: none (needed in trait impls, where extra methods are not allowed). |
 /// | `in_impl = true` | says that a function without `self` and without `Self` in its signature is an associated function (inside an `impl` block). |
-/// | `crate = path` | where `cache_core` is, for renamed dependencies (default `::cache_core`). |
+/// | `crate = path` | where `cachette` is, for renamed dependencies (default `::cachette`). |
 /// | `time_condition = "1s"` | stores only results whose body took at least this long (cheap results are not worth a round trip). A duration literal or a `Duration` expression. |
 /// | `tags = ["user:{user.id}", "users"]` | registers the entry under these tags, each a key template with the same placeholders as `key`; `cache.delete_tags(&["user:42"])` or `#[invalidates(tag = "user:{id}")]` drops every entry of a tag. |
 /// | `soft_ttl = "10m"` | soft expiry (cashews' `soft_ttl`): after it the next call recomputes; if that returns `Err` (or fails the condition) the stale value is served, until `ttl`. Needs `ttl`, must be shorter than it. Reported to `detect` as strategy `"soft"`, stale. |
@@ -156,17 +131,36 @@ fn run<O>(
 /// `my_app::users:get_user:id=42:name=bob`. For associated functions and methods the module path is replaced by
 /// the path of the `Self` type (from `std::any::type_name`), so two impls in one module never share entries:
 /// `my_app::users::UserRepo:get:id=42`. `self` itself is never part of the key. Argument values are rendered
-/// through `cache_core::KeyArg` and escaped, so `("a:b", "c")` and `("a", "b:c")` give different keys and no
+/// through `cachette::KeyArg` and escaped, so `("a:b", "c")` and `("a", "b:c")` give different keys and no
 /// value can contain a glob character. An argument type without `KeyArg` is a compile error at that argument:
 /// implement `KeyArg`, `skip` it, or name some of its fields in a template.
 ///
 /// A **key template** is literal text with placeholders, written `{expr}` or `<expr>`:
 ///
-/// ```ignore
-/// #[cached(key = "user:{user.id}:{account_id}")]          // field paths
-/// #[cached(key = "user:<user.name().len()>:<account_id>")] // the other spelling, zero-argument methods
-/// #[cached(key = "search:{query:lower}:{filters:hash}")]   // format specs
-/// #[cached(key = "tenant:{self.tenant}:{id}")]             // `self` fields, in methods
+/// ```
+/// # use cachette::cached;
+/// # pub struct User { id: u64, name: String }
+/// # impl User { fn name(&self) -> &str { &self.name } }
+/// # pub struct Repo { tenant: String }
+/// #[cached(key = "user:{user.id}:{account_id}", companions(key))] // field paths
+/// async fn account(user: &User, account_id: u64) -> u64 { account_id }
+///
+/// #[cached(key = "user:<user.name().len()>:<account_id>", companions(key))] // the other spelling, methods
+/// async fn by_name(user: &User, account_id: u64) -> u64 { account_id }
+///
+/// #[cached(key = "search:{query:lower}:{page:hash}", companions(key))] // format specs
+/// async fn search(query: &str, page: u32) -> Vec<String> { vec![] }
+///
+/// impl Repo {
+///     #[cached(key = "tenant:{self.tenant}:{id}", companions(key))] // `self` fields, in methods
+///     async fn get(&self, id: u64) -> u64 { id }
+/// }
+///
+/// let user = User { id: 42, name: "ada".into() };
+/// assert_eq!(account_key(&user, 7), "user:42:7");
+/// assert_eq!(by_name_key(&user, 7), "user:3:7");
+/// assert!(search_key("Rust", 1).starts_with("search:rust:"));
+/// assert_eq!(Repo { tenant: "acme".into() }.get_key(5), "tenant:acme:5");
 /// ```
 ///
 /// `expr` starts with an argument name (or `self`), followed by fields (`user.id`, `pair.0`) and method calls
@@ -177,7 +171,10 @@ fn run<O>(
 ///
 /// # Companion functions
 ///
-/// Next to `NAME`, with the same visibility (as sibling associated functions for methods):
+/// Next to `NAME`, with the same visibility (as sibling associated functions for methods), the macro generates
+/// the companions listed in `companions(...)`; without the option, `NAME_invalidate` and `NAME_invalidate_all`
+/// (what `#[invalidates(NAME(..))]` calls). `NAME` and its companions share one private key function, so the key
+/// is rendered by the same code everywhere.
 ///
 /// | companion | what it does |
 /// |---|---|
@@ -193,25 +190,41 @@ fn run<O>(
 /// expression or the key template mentions `self`; otherwise they are called as `Self::NAME_key(..)`.
 /// `_refresh` and `_uncached` take the original receiver.
 ///
-/// ```ignore
-/// let key = get_user_key(7);                          // "my_app:get_user:id=7"
-/// get_user_set(7, &User { id: 7, name: "bob".into() }).await?;
-/// assert_eq!(get_user_peek(7).await.map(|u| u.id), Some(7));
-/// get_user_invalidate(7).await;
-/// get_user_invalidate_all().await;
+/// ```
+/// use cachette::cached;
+///
+/// #[cached(ttl = "10m", companions(key, set, peek, invalidate, invalidate_all, refresh, uncached))]
+/// async fn get_user(id: u64) -> String {
+///     format!("user {id}")
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), cachette::CacheError> {
+/// assert!(get_user_key(7).ends_with(":get_user:id=7")); // "my_app:get_user:id=7"
+/// get_user_set(7, &"bob".to_owned()).await?;
+/// assert_eq!(get_user_peek(7).await.as_deref(), Some("bob"));
+/// assert_eq!(get_user(7).await, "bob");
+/// assert_eq!(get_user_uncached(7).await, "user 7"); // the body; nothing read or stored
+/// assert!(get_user_invalidate(7).await);
+/// assert_eq!(get_user_refresh(7).await, "user 7"); // runs the body and stores
+/// assert_eq!(get_user_invalidate_all().await, 1);
+/// # Ok(()) }
 /// ```
 ///
 /// # Expansion
 ///
-/// ```ignore
+/// ```text
 /// async fn NAME(args) -> Out {
 ///     let cache = /* cache = EXPR, or global() */;
-///     let key = /* rendered with cache_core::__private::KeyBuilder */;
-///     cache_core::__private::cached(Shape, &cache, key, ttl, condition, NAME_uncached(args)).await
+///     let key = __NAME_key(&args);
+///     cachette::__private::cached_with(Shape, &cache, key, options, __NAME_uncached(args)).await
 /// }
-/// async fn NAME_uncached(args) -> Out { /* the original body */ }
-/// // + the other companions
+/// fn __NAME_key(&args) -> String { /* rendered with cachette::__private::KeyBuilder */ }
+/// async fn __NAME_uncached(args) -> Out { /* the original body, as written */ }
+/// // + the companions asked for, each calling __NAME_key
 /// ```
+///
+/// The body is not parsed, only moved: a syntax error in it is reported by rustc alone.
 ///
 /// The options become an `Options` value: `Options::ttl(ttl)` followed by `.condition(f)`,
 /// `.time_condition(d)` and `.tags(vec)` when given, and `NAME` calls `__private::cached_with(shape, &cache, key,
@@ -241,9 +254,17 @@ fn caching(attr: TokenStream, item: TokenStream, kind: MacroKind) -> TokenStream
 /// Caches with early refresh (cashews' `early`): a value older than `early_ttl` is still served, and one caller
 /// refreshes it in the background.
 ///
-/// ```ignore
+/// ```
+/// # use cachette::cache_early;
+/// # #[derive(Debug)] pub struct HttpError;
 /// #[cache_early(ttl = "10m", early_ttl = "7m")]
-/// async fn exchange_rates(base: String) -> Result<Rates, HttpError> { /* ... */ }
+/// async fn exchange_rate(base: String) -> Result<f64, HttpError> {
+///     Ok(if base == "eur" { 1.08 } else { 1.0 })
+/// }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// assert_eq!(exchange_rate("eur".into()).await.unwrap(), 1.08);
+/// # }
 /// ```
 ///
 /// - `ttl` is required; `early_ttl` defaults to **a third of `ttl`** (as in cashews) and must be shorter than
@@ -267,11 +288,21 @@ pub fn cache_early(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// Failover (cashews' `failover`): the body always runs; when it returns `Err`, the last `Ok` for the same key is
 /// returned instead.
 ///
-/// ```ignore
-/// #[cache_failover(ttl = "2h", on = is_timeout)]
-/// async fn weather(city: &str) -> Result<Forecast, HttpError> { /* ... */ }
+/// ```
+/// # use cachette::cache_failover;
+/// #[derive(Debug)]
+/// pub enum HttpError { Timeout, NotFound }
 ///
-/// fn is_timeout(error: &HttpError) -> bool { error.is_timeout() }
+/// #[cache_failover(ttl = "2h", on = is_timeout)]
+/// async fn temperature(city: &str, fail: bool) -> Result<i32, HttpError> {
+///     if fail { Err(HttpError::Timeout) } else { Ok(21) }
+/// }
+///
+/// fn is_timeout(error: &HttpError) -> bool { matches!(error, HttpError::Timeout) }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// assert_eq!(temperature("oslo", false).await.unwrap(), 21);
+/// # }
 /// ```
 ///
 /// - The return type must be a `Result` (`result = true` for an alias not named `Result`); every `Ok` is stored
@@ -289,9 +320,16 @@ pub fn cache_failover(attr: TokenStream, item: TokenStream) -> TokenStream {
 
 /// Hit-limited entries (cashews' `hit`): a value is served at most `hits` times, then recomputed.
 ///
-/// ```ignore
+/// ```
+/// # use cachette::cache_hit;
 /// #[cache_hit(ttl = "1h", hits = 100, update_after = 80)]
-/// async fn leaderboard(game: u64) -> Vec<Score> { /* ... */ }
+/// async fn leaderboard(game: u64) -> Vec<(String, u32)> {
+///     vec![(format!("player of game {game}"), 99)]
+/// }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// assert_eq!(leaderboard(1).await.len(), 1);
+/// # }
 /// ```
 ///
 /// - `hits` is required (integer literal or `u64` expression). With `update_after` (less than `hits`), that hit
@@ -310,9 +348,16 @@ pub fn cache_hit(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// Distributed single flight (cashews' `locked`), sugar for `#[cached(lock = true, ...)]`: across processes
 /// sharing a backend, a missing key runs its body once; the others wait for the stored value.
 ///
-/// ```ignore
+/// ```
+/// # use cachette::cache_locked;
 /// #[cache_locked(ttl = "1h", lock_ttl = "30s", lock_wait = "5s")]
-/// async fn monthly_report(month: u32) -> Report { /* ... */ }
+/// async fn monthly_report(month: u32) -> String {
+///     format!("report for month {month}")
+/// }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// assert_eq!(monthly_report(3).await, "report for month 3");
+/// # }
 /// ```
 ///
 /// - `lock_ttl`: how long the lock lives, so how long a holder that died blocks the others. Default **10 s**, not
@@ -329,13 +374,33 @@ pub fn cache_locked(attr: TokenStream, item: TokenStream) -> TokenStream {
 
 /// Removes cache entries after an `async fn` succeeded.
 ///
-/// ```ignore
-/// use cache_core::invalidates;
+/// ```
+/// use cachette::{cached, invalidates};
+/// # pub struct User { id: u64 }
+/// # #[derive(Debug)] pub struct DbError;
+///
+/// #[cached(key = "user:{user.id}:account:{account_id}")]
+/// async fn get_user_account(user: &User, account_id: u64) -> String {
+///     format!("account {account_id}")
+/// }
+///
+/// #[cached]
+/// async fn list_accounts(user_id: u64) -> Vec<u64> {
+///     vec![7]
+/// }
 ///
 /// #[invalidates(get_user_account(&user, account_id), list_accounts(..), "search:*")]
 /// async fn rename_account(user: &User, account_id: u64, name: &str) -> Result<(), DbError> {
-///     db::rename(user.id, account_id, name).await
+///     Ok(()) // write `name` to the database here
 /// }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// # let user = User { id: 1 };
+/// get_user_account(&user, 7).await; // stored
+/// rename_account(&user, 7, "savings").await.unwrap(); // dropped again
+/// let (_, hits) = cachette::context::detect(get_user_account(&user, 7)).await;
+/// assert!(hits.is_empty());
+/// # }
 /// ```
 ///
 /// After the body returns `Ok` (for any return type that isn't a `Result`: after it returns), every target is

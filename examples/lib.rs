@@ -1,0 +1,1 @@
+//! Empty: this package only holds examples (see the files beside this one).

@@ -1,9 +1,0 @@
-//! Compile-fail tests of `#[cached]` and `#[invalidates]`: every error points at the offending tokens.
-//!
-//! Regenerate the expected output with `TRYBUILD=overwrite cargo test --test macros_ui` and read the diff.
-
-#[test]
-fn ui() {
-    let cases = trybuild::TestCases::new();
-    cases.compile_fail("tests/ui/*.rs");
-}

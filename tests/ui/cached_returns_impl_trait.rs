@@ -1,8 +1,0 @@
-use cache_core::cached;
-
-#[cached]
-async fn opaque(x: u64) -> impl std::fmt::Debug {
-    x
-}
-
-fn main() {}

@@ -1,8 +1,0 @@
-use cache_core::cached;
-
-#[cached(ttl = "ten minutes".to_string())]
-async fn wrong_type(x: u64) -> u64 {
-    x
-}
-
-fn main() {}

@@ -3,7 +3,7 @@
 //!
 //! ```toml
 //! [dependencies]
-//! cachette = "0.1"   # features: redis (default), tls, http, compress, sign
+//! cachette = "0.1"   # features: redis (default), tls, http, compress, sign, metrics
 //! ```
 //!
 //! ```
@@ -23,7 +23,7 @@
 //! # }
 //! ```
 //!
-//! Without set-up, the macros use an in-memory cache ([`global`]); [`setup`] installs another one from a URL
+//! Without set-up, the macros use an in-memory cache ([`global`]); [`setup()`](fn@setup) installs another one from a URL
 //! (`redis://…`, `mem://?size=…`) with layers such as compression, signing and a circuit breaker.
 //!
 //! - Attribute macros: [`cached`], [`cache_early`], [`cache_failover`], [`cache_hit`], [`cache_locked`] and
@@ -44,6 +44,7 @@
 //! | `http` | tower/axum layers: per-request cache control, hit headers, ETags (`http` module) |
 //! | `compress` | `layer::Compress` and the `compress=lz4` URL option |
 //! | `sign` | `layer::Sign` and the `secret=env:NAME` URL option |
+//! | `metrics` | counters and histograms through the `metrics` facade ([`telemetry`]) |
 
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

@@ -294,6 +294,7 @@ impl Breaker {
                 .is_ok()
         {
             tracing::debug!("circuit breaker half-open: probing");
+            report_state(BreakerState::HalfOpen);
             return Ok((
                 Admission::Probe,
                 Some(ProbeSlot {
@@ -317,6 +318,7 @@ impl Breaker {
             && self.opened_at.swap(0, Ordering::AcqRel) != 0
         {
             tracing::info!("circuit breaker closed: backend answers again");
+            report_state(BreakerState::Closed);
         }
     }
 
@@ -328,6 +330,7 @@ impl Breaker {
         match admission {
             Admission::Probe => {
                 self.opened_at.store(self.now_ms(), Ordering::Release);
+                report_state(BreakerState::Open);
                 tracing::debug!(
                         %error,
                     "circuit breaker probe failed; staying open"
@@ -340,6 +343,7 @@ impl Breaker {
                     .is_ok()
                 {
                     self.opens.fetch_add(1, Ordering::Relaxed);
+                    report_state(BreakerState::Open);
                     tracing::warn!(
                                 failures,
                         cooldown = ?self.cooldown,
@@ -381,6 +385,19 @@ impl BackendLayer for Breaker {
     ) -> impl std::future::Future<Output = Result<T, BackendError>> + Send + 'a {
         self.call(call)
     }
+}
+
+/// With the `metrics` feature: the gauge `cache_breaker_state` (0 closed, 1 half-open, 2 open) after each
+/// transition. One series per process: with several breakers, it shows the last transition of any of them.
+fn report_state(state: BreakerState) {
+    #[cfg(feature = "metrics")]
+    metrics::gauge!("cache_breaker_state").set(match state {
+        BreakerState::Closed => 0.0,
+        BreakerState::HalfOpen => 1.0,
+        BreakerState::Open => 2.0,
+    });
+    #[cfg(not(feature = "metrics"))]
+    let _ = state;
 }
 
 #[cfg(test)]

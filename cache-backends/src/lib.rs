@@ -13,6 +13,7 @@
 //! Cargo features: `redis` (default) enables [`RedisBackend`]; `tls` adds `rediss://` via rustls.
 
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod breaker;
 #[cfg(feature = "redis")]

@@ -710,7 +710,7 @@ fn ends_with_separator(prefix: &str) -> bool {
 /// Redis TTLs are whole milliseconds: round up so a short TTL never becomes "no TTL" or an invalid `PX 0`.
 fn millis(ttl: Duration) -> i64 {
     let mut ms = ttl.as_millis();
-    if ttl.subsec_nanos() % 1_000_000 != 0 {
+    if !ttl.subsec_nanos().is_multiple_of(1_000_000) {
         ms += 1;
     }
     i64::try_from(ms.max(1)).unwrap_or(i64::MAX)

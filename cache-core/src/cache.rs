@@ -20,6 +20,8 @@ use crate::router::Router;
 use crate::singleflight::SingleFlight;
 use crate::size::decoded_size_beside;
 use crate::stored::StoredForm;
+use crate::telemetry;
+use tracing::Instrument;
 
 /// A cheap-to-clone handle to a cache: one backend (or several, routed by key prefix), a codec, and counters.
 ///
@@ -406,7 +408,15 @@ impl Cache {
                 consume_budget().await;
                 memory.get_now(key)
             }
-            None => backend.get(key).await,
+            None => {
+                let started = telemetry::backend_timer();
+                let read = backend
+                    .get(key)
+                    .instrument(telemetry::backend_span(backend.name(), "get"))
+                    .await;
+                telemetry::backend_duration(backend.name(), "get", started);
+                read
+            }
         };
         Ok(read.inspect_err(|e| self.note_backend_error("get", key, e))?)
     }
@@ -457,8 +467,14 @@ impl Cache {
         }
     }
 
-    pub(crate) fn note_backend_error(&self, op: &str, key: &str, error: &dyn std::fmt::Display) {
+    pub(crate) fn note_backend_error(
+        &self,
+        op: &'static str,
+        key: &str,
+        error: &dyn std::fmt::Display,
+    ) {
         self.inner.metrics.backend_error();
+        telemetry::backend_error(self.backend_for(key).name(), op);
         tracing::warn!(op, key, %error, "cache backend error");
     }
 
@@ -468,10 +484,14 @@ impl Cache {
         bytes: Bytes,
         ttl: Option<Duration>,
     ) -> Result<(), CacheError> {
-        self.backend_for(key)
+        let backend = self.backend_for(key);
+        let started = telemetry::backend_timer();
+        backend
             .set(key, bytes, ttl, SetMode::Always)
+            .instrument(telemetry::backend_span(backend.name(), "set"))
             .await
             .inspect_err(|e| self.note_backend_error("set", key, e))?;
+        telemetry::backend_duration(backend.name(), "set", started);
         Ok(())
     }
 
@@ -488,11 +508,15 @@ impl Cache {
 
     /// Deletes one key, outside any scope: for strategies, which apply the scope themselves.
     pub(crate) async fn delete_internal(&self, key: &str) -> Result<bool, CacheError> {
-        Ok(self
-            .backend_for(key)
+        let backend = self.backend_for(key);
+        let started = telemetry::backend_timer();
+        let deleted = backend
             .delete(key)
+            .instrument(telemetry::backend_span(backend.name(), "delete"))
             .await
-            .inspect_err(|e| self.note_backend_error("delete", key, e))?)
+            .inspect_err(|e| self.note_backend_error("delete", key, e))?;
+        telemetry::backend_duration(backend.name(), "delete", started);
+        Ok(deleted)
     }
 
     /// [`Cache::incr`] outside any scope: for strategies, which apply the scope themselves.

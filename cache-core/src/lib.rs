@@ -25,6 +25,7 @@
 //! ```
 
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
 mod cache;
@@ -46,6 +47,7 @@ mod singleflight;
 mod size;
 mod stored;
 pub mod strategy;
+pub mod telemetry;
 
 #[doc(hidden)]
 #[path = "private.rs"]

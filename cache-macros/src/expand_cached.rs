@@ -373,7 +373,28 @@ impl Ctx<'_> {
             let tags = self.tags_block(destructure);
             value.extend(quote!(.tags(#tags)));
         }
+        if !store {
+            let (function, strategy) = self.call_name();
+            value.extend(quote!(.named(#function, #strategy)));
+        }
         value
+    }
+
+    /// The function's path and strategy, as metrics and spans report them: `concat!(module_path!(), "::NAME")`.
+    fn call_name(&self) -> (TokenStream, &'static str) {
+        let name = format!("::{}", self.name_str());
+        let strategy = match &self.options.strategy {
+            Strategy::Cached => "cached",
+            Strategy::Soft { .. } => "soft",
+            Strategy::Early { .. } => "early",
+            Strategy::Failover { .. } => "failover",
+            Strategy::Hits { .. } => "hit",
+            Strategy::Locked { .. } => "locked",
+        };
+        (
+            quote!(::core::concat!(::core::module_path!(), #name)),
+            strategy,
+        )
     }
 
     /// The refresh deadline early and soft values carry, so `_refresh` and `_set` keep it. Uses the ttl local.

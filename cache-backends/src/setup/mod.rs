@@ -64,6 +64,7 @@
 //! Anything else is a [`SetupError`] naming the problem: a typo must not silently fall back to defaults.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use cache_core::layer::{KeyMangler, LayeredExt, Observe};
 use cache_core::{Backend, BackendError, Cache, CacheBuilder, Capabilities};
@@ -91,6 +92,14 @@ use options::{take_bool, take_bounded, take_string};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SetupError {
+    /// [`Setup::require_connection`] was set and a backend did not answer at start-up.
+    #[error("cache backend {url} is unreachable: {reason}")]
+    Unreachable {
+        /// The backend's URL, password hidden.
+        url: String,
+        /// The ping's error, or the timeout.
+        reason: String,
+    },
     /// The URL does not parse.
     #[error("invalid cache URL {url:?}: {reason}")]
     InvalidUrl {
@@ -438,6 +447,52 @@ pub struct Setup {
     url: String,
     routes: Vec<(String, String)>,
     required: Capabilities,
+    require_connection: bool,
+}
+
+/// How long start-up waits for a backend's answer to a ping.
+const CONNECTION_CHECK: Duration = Duration::from_secs(2);
+
+/// Pings a freshly connected backend. Unreachable: an error when `required`, else one warning (on stderr too when
+/// no tracing subscriber is installed, so a missing server is never silent).
+async fn check_connection(
+    url: &str,
+    backend: &Arc<dyn Backend>,
+    required: bool,
+) -> Result<(), SetupError> {
+    let reason = match tokio::time::timeout(CONNECTION_CHECK, backend.ping()).await {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(error)) => error.to_string(),
+        Err(_) => format!("no answer within {CONNECTION_CHECK:?}"),
+    };
+    let url = redact(url);
+    if required {
+        return Err(SetupError::Unreachable { url, reason });
+    }
+    tracing::warn!(
+        url,
+        reason,
+        "cache backend unreachable at start-up; cached functions run their bodies until it answers"
+    );
+    if !tracing::dispatcher::has_been_set() {
+        eprintln!(
+            "warning: cache backend {url} unreachable at start-up ({reason}); cached functions run their bodies \
+             until it answers"
+        );
+    }
+    Ok(())
+}
+
+/// `url` without its password, for messages.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        Err(_) => "(unparsable URL)".to_owned(),
+    }
 }
 
 impl Setup {
@@ -453,7 +508,28 @@ impl Setup {
             url: url.into(),
             routes: Vec::new(),
             required: Capabilities::empty(),
+            require_connection: false,
         }
+    }
+
+    /// Fail at start-up with [`SetupError::Unreachable`] when a backend does not answer a ping within 2 s. Without
+    /// it (the default) the cache starts anyway, logs one warning (also on stderr when no tracing subscriber is
+    /// installed) and cached functions run their bodies until the backend answers.
+    ///
+    /// # Example
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // Nothing listens on port 1.
+    /// let url = "redis://127.0.0.1:1?connect_timeout=200ms";
+    /// let error = cache_backends::Setup::new(url).require_connection(true).build().await.unwrap_err();
+    /// assert!(matches!(error, cache_backends::SetupError::Unreachable { .. }), "{error}");
+    /// assert!(cache_backends::Setup::new(url).build().await.is_ok()); // starts, with a warning
+    /// # }
+    /// ```
+    pub fn require_connection(mut self, required: bool) -> Self {
+        self.require_connection = required;
+        self
     }
 
     /// Capabilities every configured backend must have (see `CacheBuilder::require`): [`Setup::build`] and
@@ -522,13 +598,17 @@ impl Setup {
                 Ok((prefix.clone(), parsed))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let main_backend = main.connect().await?;
+        check_connection(&self.url, &main_backend, self.require_connection).await?;
         let mut builder = main.layers.add_value_layers(
             Cache::builder()
-                .backend_arc(main.connect().await?)
+                .backend_arc(main_backend)
                 .strict(main.strict),
         )?;
-        for (prefix, parsed) in routes {
-            builder = builder.route(prefix, parsed.connect().await?);
+        for ((prefix, parsed), (_, url)) in routes.into_iter().zip(&self.routes) {
+            let backend = parsed.connect().await?;
+            check_connection(url, &backend, self.require_connection).await?;
+            builder = builder.route(prefix, backend);
         }
         Ok(builder)
     }

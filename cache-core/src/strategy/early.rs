@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::time::Duration;
+use tracing::Instrument;
 
 use super::lock::HeldLock;
 use super::{
@@ -77,30 +78,37 @@ where
     Out: Send + 'static,
     Fut: Future<Output = Out> + Send + 'static,
 {
-    let options = options.with_refresh_after(early_ttl);
-    let flags = context::flags();
-    match lookup::<S, Out>(cache, &key, flags).await {
-        Lookup::Hit(meta, value) => {
-            if meta.needs_refresh() && flags.allows(Ops::SET) {
-                if let Some(held) = win_refresh::<S, Out>(cache, &key, options.ttl, early_ttl).await
-                {
-                    // A refresh that panics drops `held` with its task, which releases the lock too.
-                    spawn_refresh::<S, Out, Fut, _, _>(
-                        cache,
-                        key.clone(),
-                        options,
-                        EARLY,
-                        body,
-                        |_, _, _| held.release(),
-                    );
+    let span = crate::telemetry::call_span(options.call, &key);
+    async move {
+        let options = options.with_refresh_after(early_ttl);
+        let flags = context::flags();
+        let call = options.call;
+        match lookup::<S, Out>(cache, &key, flags).await {
+            Lookup::Hit(meta, value) => {
+                if meta.needs_refresh() && flags.allows(Ops::SET) {
+                    if let Some(held) =
+                        win_refresh::<S, Out>(cache, &key, options.ttl, early_ttl).await
+                    {
+                        // A refresh that panics drops `held` with its task, which releases the lock too.
+                        spawn_refresh::<S, Out, Fut, _, _>(
+                            cache,
+                            key.clone(),
+                            options,
+                            EARLY,
+                            body,
+                            |_, _, _| held.release(),
+                        );
+                    }
                 }
+                served(cache, &key, EARLY, &meta, false, flags, call);
+                S::rebuild(value)
             }
-            served(cache, &key, EARLY, &meta, false, flags);
-            S::rebuild(value)
+            Lookup::Strict(out) => out,
+            Lookup::Miss(how) => fill::<S, Out, Fut>(cache, key, &options, flags, how, body).await,
         }
-        Lookup::Strict(out) => out,
-        Lookup::Miss(how) => fill::<S, Out, Fut>(cache, key, &options, flags, how, body).await,
     }
+    .instrument(span)
+    .await
 }
 
 /// Like [`early`], but the caller that wins the refresh recomputes in the foreground and gets the fresh value
@@ -133,33 +141,42 @@ where
     S: Shape<Out>,
     Fut: Future<Output = Out>,
 {
-    let options = options.with_refresh_after(early_ttl);
-    let flags = context::flags();
-    match lookup::<S, Out>(cache, &key, flags).await {
-        Lookup::Hit(meta, value) => {
-            if meta.needs_refresh() && flags.allows(Ops::SET) {
-                if let Some(held) = win_refresh::<S, Out>(cache, &key, options.ttl, early_ttl).await
-                {
-                    let started = std::time::Instant::now();
-                    let out = body.await;
-                    let bytes =
-                        encode_output::<S, Out>(cache, &key, &options, &out, started.elapsed());
-                    let stored = persist::<S, Out>(cache, &key, &options, flags, bytes).await;
-                    held.release().await;
-                    match stored {
-                        Stored::Strict(strict) => return strict,
-                        Stored::Bytes(Some(_)) => return out,
-                        Stored::Bytes(None) if S::stored(&out).is_some() => return out,
-                        Stored::Bytes(None) => {
-                            tracing::warn!(key, "early refresh failed; serving the stored value");
+    let span = crate::telemetry::call_span(options.call, &key);
+    async move {
+        let options = options.with_refresh_after(early_ttl);
+        let flags = context::flags();
+        match lookup::<S, Out>(cache, &key, flags).await {
+            Lookup::Hit(meta, value) => {
+                if meta.needs_refresh() && flags.allows(Ops::SET) {
+                    if let Some(held) =
+                        win_refresh::<S, Out>(cache, &key, options.ttl, early_ttl).await
+                    {
+                        let started = std::time::Instant::now();
+                        let out = body.await;
+                        let bytes =
+                            encode_output::<S, Out>(cache, &key, &options, &out, started.elapsed());
+                        let stored = persist::<S, Out>(cache, &key, &options, flags, bytes).await;
+                        held.release().await;
+                        match stored {
+                            Stored::Strict(strict) => return strict,
+                            Stored::Bytes(Some(_)) => return out,
+                            Stored::Bytes(None) if S::stored(&out).is_some() => return out,
+                            Stored::Bytes(None) => {
+                                tracing::warn!(
+                                    key,
+                                    "early refresh failed; serving the stored value"
+                                );
+                            }
                         }
                     }
                 }
+                served(cache, &key, EARLY, &meta, false, flags, options.call);
+                S::rebuild(value)
             }
-            served(cache, &key, EARLY, &meta, false, flags);
-            S::rebuild(value)
+            Lookup::Strict(out) => out,
+            Lookup::Miss(how) => fill::<S, Out, Fut>(cache, key, &options, flags, how, body).await,
         }
-        Lookup::Strict(out) => out,
-        Lookup::Miss(how) => fill::<S, Out, Fut>(cache, key, &options, flags, how, body).await,
     }
+    .instrument(span)
+    .await
 }

@@ -1,6 +1,7 @@
 //! Failover (cashews `failover`): always call the body; when it fails, serve the last good value.
 
 use std::future::Future;
+use tracing::Instrument;
 
 use super::{run_and_store, served, Options};
 use crate::cache::Cache;
@@ -34,21 +35,26 @@ where
     T: Storable,
     Fut: Future<Output = Result<T, E>>,
 {
-    let flags = context::flags();
-    let (out, _) = run_and_store::<OkOnly, _, _>(cache, &key, &options, flags, body).await;
-    let error = match out {
-        Ok(value) => return Ok(value),
-        Err(error) => error,
-    };
-    if accept.is_some_and(|accept| !accept(&error)) || !flags.allows(Ops::GET) {
-        return Err(error);
-    }
-    match cache.read_entry::<T>(&key).await {
-        Ok(Some((meta, value))) => {
-            tracing::info!(key, "body failed; serving the last good value");
-            served(cache, &key, FAILOVER, &meta, true, flags);
-            Ok(value)
+    let span = crate::telemetry::call_span(options.call, &key);
+    async move {
+        let flags = context::flags();
+        let (out, _) = run_and_store::<OkOnly, _, _>(cache, &key, &options, flags, body).await;
+        let error = match out {
+            Ok(value) => return Ok(value),
+            Err(error) => error,
+        };
+        if accept.is_some_and(|accept| !accept(&error)) || !flags.allows(Ops::GET) {
+            return Err(error);
         }
-        _ => Err(error),
+        match cache.read_entry::<T>(&key).await {
+            Ok(Some((meta, value))) => {
+                tracing::info!(key, "body failed; serving the last good value");
+                served(cache, &key, FAILOVER, &meta, true, flags, options.call);
+                Ok(value)
+            }
+            _ => Err(error),
+        }
     }
+    .instrument(span)
+    .await
 }

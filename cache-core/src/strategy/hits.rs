@@ -2,6 +2,7 @@
 //! background after `update_after` hits.
 
 use std::future::Future;
+use tracing::Instrument;
 
 use super::{fill, lookup, served, spawn_refresh, Fill, Lookup, Options, Reread, HITS_SUFFIX};
 use crate::cache::Cache;
@@ -41,48 +42,54 @@ where
     Out: Send + 'static,
     Fut: Future<Output = Out> + Send + 'static,
 {
-    let flags = context::flags();
-    let counter = format!("{key}{HITS_SUFFIX}");
-    let how = match lookup::<S, Out>(cache, &key, flags).await {
-        Lookup::Hit(meta, value) => {
-            // A counter failure fails open: the value is served and counting resumes when the backend does.
-            let count = if flags.allows(Ops::INCR) {
-                cache
-                    .incr_internal(&counter, 1, options.ttl)
-                    .await
-                    .unwrap_or(0)
-            } else {
-                0
-            };
-            let count = u64::try_from(count).unwrap_or(0);
-            if count <= max_hits {
-                if update_after == Some(count) && flags.allows(Ops::SET) {
-                    let counter = counter.clone();
-                    spawn_refresh::<S, Out, Fut, _, _>(
-                        cache,
-                        key.clone(),
-                        options,
-                        HITS,
-                        body,
-                        |cache, _, stored| async move {
-                            if stored {
-                                let _ = cache.delete_internal(&counter).await;
-                            }
-                        },
-                    );
+    let span = crate::telemetry::call_span(options.call, &key);
+    async move {
+        let flags = context::flags();
+        let call = options.call;
+        let counter = format!("{key}{HITS_SUFFIX}");
+        let how = match lookup::<S, Out>(cache, &key, flags).await {
+            Lookup::Hit(meta, value) => {
+                // A counter failure fails open: the value is served and counting resumes when the backend does.
+                let count = if flags.allows(Ops::INCR) {
+                    cache
+                        .incr_internal(&counter, 1, options.ttl)
+                        .await
+                        .unwrap_or(0)
+                } else {
+                    0
+                };
+                let count = u64::try_from(count).unwrap_or(0);
+                if count <= max_hits {
+                    if update_after == Some(count) && flags.allows(Ops::SET) {
+                        let counter = counter.clone();
+                        spawn_refresh::<S, Out, Fut, _, _>(
+                            cache,
+                            key.clone(),
+                            options,
+                            HITS,
+                            body,
+                            |cache, _, stored| async move {
+                                if stored {
+                                    let _ = cache.delete_internal(&counter).await;
+                                }
+                            },
+                        );
+                    }
+                    served(cache, &key, HITS, &meta, false, flags, call);
+                    return S::rebuild(value);
                 }
-                served(cache, &key, HITS, &meta, false, flags);
-                return S::rebuild(value);
+                // Used up: recompute like a miss, unless a value stored since is there by then.
+                Fill::Coalesce(Reread::Except(meta.fingerprint()))
             }
-            // Used up: recompute like a miss, unless a value stored since is there by then.
-            Fill::Coalesce(Reread::Except(meta.fingerprint()))
+            Lookup::Strict(out) => return out,
+            Lookup::Miss(how) => how,
+        };
+        let out = fill::<S, Out, Fut>(cache, key, &options, flags, how, body).await;
+        if S::stored(&out).is_some() && flags.allows(Ops::SET) {
+            let _ = cache.delete_internal(&counter).await;
         }
-        Lookup::Strict(out) => return out,
-        Lookup::Miss(how) => how,
-    };
-    let out = fill::<S, Out, Fut>(cache, key, &options, flags, how, body).await;
-    if S::stored(&out).is_some() && flags.allows(Ops::SET) {
-        let _ = cache.delete_internal(&counter).await;
+        out
     }
-    out
+    .instrument(span)
+    .await
 }

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use bytes::Bytes;
 
@@ -190,24 +191,37 @@ where
     S: Shape<Out>,
     Fut: Future<Output = Out>,
 {
-    let flags = context::flags();
-    let reread = match lookup::<S, Out>(cache, &key, flags).await {
-        Lookup::Hit(meta, value) => {
-            served(cache, &key, CACHED, &meta, false, flags);
-            return S::rebuild(value);
-        }
-        Lookup::Strict(out) => return out,
-        Lookup::Miss(Fill::Alone) => {
-            // Fresh data was asked for: no waiting on others.
-            return super::run_and_store::<S, Out, Fut>(cache, &key, &options, flags, body)
-                .await
-                .0;
-        }
-        Lookup::Miss(Fill::Coalesce(reread)) => reread,
-    };
-    let lead = |body| lead_locked::<S, Out, Fut>(cache, &key, &options, flags, lock, body);
-    run_single_flight::<S, Out, Fut, _, _>(cache, key.clone(), &options, flags, reread, body, lead)
+    let span = crate::telemetry::call_span(options.call, &key);
+    async move {
+        let flags = context::flags();
+        let reread = match lookup::<S, Out>(cache, &key, flags).await {
+            Lookup::Hit(meta, value) => {
+                served(cache, &key, CACHED, &meta, false, flags, options.call);
+                return S::rebuild(value);
+            }
+            Lookup::Strict(out) => return out,
+            Lookup::Miss(Fill::Alone) => {
+                // Fresh data was asked for: no waiting on others.
+                return super::run_and_store::<S, Out, Fut>(cache, &key, &options, flags, body)
+                    .await
+                    .0;
+            }
+            Lookup::Miss(Fill::Coalesce(reread)) => reread,
+        };
+        let lead = |body| lead_locked::<S, Out, Fut>(cache, &key, &options, flags, lock, body);
+        run_single_flight::<S, Out, Fut, _, _>(
+            cache,
+            key.clone(),
+            &options,
+            flags,
+            reread,
+            body,
+            lead,
+        )
         .await
+    }
+    .instrument(span)
+    .await
 }
 
 /// The in-process leader's part of [`locked`]: win the lock in the backend (or find the value another process
@@ -234,7 +248,7 @@ where
                     reread::<S, Out>(cache, key, flags, Reread::Any).await
                 {
                     held.release().await;
-                    served(cache, key, LOCKED, &meta, false, flags);
+                    served(cache, key, LOCKED, &meta, false, flags, options.call);
                     return (S::rebuild(value), Some(bytes));
                 }
                 break Some(held);
@@ -244,7 +258,7 @@ where
                 if let Some((bytes, meta, value)) =
                     reread::<S, Out>(cache, key, flags, Reread::Any).await
                 {
-                    served(cache, key, LOCKED, &meta, false, flags);
+                    served(cache, key, LOCKED, &meta, false, flags, options.call);
                     return (S::rebuild(value), Some(bytes));
                 }
             }

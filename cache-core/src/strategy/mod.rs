@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use bytes::Bytes;
 
@@ -27,6 +28,7 @@ use crate::envelope::EnvelopeMeta;
 use crate::error::CacheError;
 use crate::shape::{Plain, Shape};
 use crate::singleflight::{self, Outcome, Role};
+use crate::telemetry::{self, CallName};
 
 /// The name [`detect`](crate::context::detect) reports for hits of [`cached`].
 pub const CACHED: &str = "cached";
@@ -56,6 +58,8 @@ pub struct Options<Out> {
     pub tags: Vec<String>,
     /// Refresh deadline written into the envelope (early and soft strategies).
     pub(crate) refresh_after: Option<Duration>,
+    /// What the call reports to metrics and spans (see [`crate::telemetry`]).
+    pub(crate) call: CallName,
 }
 
 impl<Out> Options<Out> {
@@ -67,7 +71,16 @@ impl<Out> Options<Out> {
             min_duration: None,
             tags: Vec::new(),
             refresh_after: None,
+            call: CallName::default(),
         }
+    }
+
+    /// Names the call for metrics and spans: the function's path and the strategy (see [`crate::telemetry`]).
+    /// The macros set it.
+    #[doc(hidden)]
+    pub fn named(mut self, function: &'static str, strategy: &'static str) -> Self {
+        self.call = CallName { function, strategy };
+        self
     }
 
     /// Adds a condition on the output.
@@ -163,15 +176,20 @@ where
     S: Shape<Out>,
     Fut: Future<Output = Out>,
 {
-    let flags = context::flags();
-    match lookup::<S, Out>(cache, &key, flags).await {
-        Lookup::Hit(meta, value) => {
-            served(cache, &key, CACHED, &meta, false, flags);
-            S::rebuild(value)
+    let span = crate::telemetry::call_span(options.call, &key);
+    async move {
+        let flags = context::flags();
+        match lookup::<S, Out>(cache, &key, flags).await {
+            Lookup::Hit(meta, value) => {
+                served(cache, &key, CACHED, &meta, false, flags, options.call);
+                S::rebuild(value)
+            }
+            Lookup::Strict(out) => out,
+            Lookup::Miss(how) => fill::<S, Out, Fut>(cache, key, &options, flags, how, body).await,
         }
-        Lookup::Strict(out) => out,
-        Lookup::Miss(how) => fill::<S, Out, Fut>(cache, key, &options, flags, how, body).await,
     }
+    .instrument(span)
+    .await
 }
 
 /// Joins the in-process single flight of `key`: the leader runs `lead(body)`, which returns the output and the
@@ -295,7 +313,11 @@ where
 {
     let started = Instant::now();
     let out = body.await;
-    let bytes = encode_output::<S, Out>(cache, key, options, &out, started.elapsed());
+    let took = started.elapsed();
+    telemetry::call(options.call, "miss");
+    telemetry::body_duration(options.call, took);
+    telemetry::record_hit(false);
+    let bytes = encode_output::<S, Out>(cache, key, options, &out, took);
     match persist::<S, Out>(cache, key, options, flags, bytes).await {
         Stored::Bytes(bytes) => (out, bytes),
         Stored::Strict(strict) => (strict, None),
@@ -571,9 +593,14 @@ where
     S: Shape<Out>,
     Fut: Future<Output = Out>,
 {
-    run_and_store::<S, Out, Fut>(cache, &key, &options, context::flags(), body)
-        .await
-        .0
+    let span = crate::telemetry::call_span(options.call, &key);
+    async move {
+        run_and_store::<S, Out, Fut>(cache, &key, &options, context::flags(), body)
+            .await
+            .0
+    }
+    .instrument(span)
+    .await
 }
 
 /// [`store`] with the options that shape a stored entry: its ttl, tags and refresh deadline. The condition and
@@ -610,8 +637,11 @@ pub(crate) fn served(
     meta: &EnvelopeMeta,
     stale: bool,
     flags: context::Flags,
+    call: CallName,
 ) {
     cache.metrics_ref().hit();
+    telemetry::call(call, if stale { "stale" } else { "hit" });
+    telemetry::record_hit(true);
     // Without a `detect` scope (known from the flags already read) the hit path skips a task-local access.
     if flags.detecting {
         context::record_hit(|| hit(key, strategy, meta, stale));

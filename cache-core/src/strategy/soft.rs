@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::time::Duration;
+use tracing::Instrument;
 
 use super::{fill, lookup, served, Fill, Lookup, Options, Reread, CACHED};
 use crate::cache::Cache;
@@ -40,27 +41,32 @@ where
     S: Shape<Out>,
     Fut: Future<Output = Out>,
 {
-    let options = options.with_refresh_after(soft_ttl);
-    let flags = context::flags();
-    let (stale, how) = match lookup::<S, Out>(cache, &key, flags).await {
-        Lookup::Hit(meta, value) if !meta.needs_refresh() => {
-            served(cache, &key, CACHED, &meta, false, flags);
-            return S::rebuild(value);
+    let span = crate::telemetry::call_span(options.call, &key);
+    async move {
+        let options = options.with_refresh_after(soft_ttl);
+        let flags = context::flags();
+        let (stale, how) = match lookup::<S, Out>(cache, &key, flags).await {
+            Lookup::Hit(meta, value) if !meta.needs_refresh() => {
+                served(cache, &key, CACHED, &meta, false, flags, options.call);
+                return S::rebuild(value);
+            }
+            Lookup::Hit(meta, value) => {
+                let how = Fill::Coalesce(Reread::Except(meta.fingerprint()));
+                (Some((meta, value)), how)
+            }
+            Lookup::Strict(out) => return out,
+            Lookup::Miss(how) => (None, how),
+        };
+        let out = fill::<S, Out, Fut>(cache, key.clone(), &options, flags, how, body).await;
+        match stale {
+            Some((meta, value)) if S::stored(&out).is_none() => {
+                tracing::info!(key, "recomputation failed; serving the stale value");
+                served(cache, &key, SOFT, &meta, true, flags, options.call);
+                S::rebuild(value)
+            }
+            _ => out,
         }
-        Lookup::Hit(meta, value) => {
-            let how = Fill::Coalesce(Reread::Except(meta.fingerprint()));
-            (Some((meta, value)), how)
-        }
-        Lookup::Strict(out) => return out,
-        Lookup::Miss(how) => (None, how),
-    };
-    let out = fill::<S, Out, Fut>(cache, key.clone(), &options, flags, how, body).await;
-    match stale {
-        Some((meta, value)) if S::stored(&out).is_none() => {
-            tracing::info!(key, "recomputation failed; serving the stale value");
-            served(cache, &key, SOFT, &meta, true, flags);
-            S::rebuild(value)
-        }
-        _ => out,
     }
+    .instrument(span)
+    .await
 }

@@ -1,0 +1,76 @@
+//! A cached call runs in a debug-level `cache.call` span naming the function, key and strategy, with `cache.hit`
+//! recorded; backend commands run in `cache.backend` spans.
+
+use std::io::Write;
+use std::sync::{Arc, LazyLock, Mutex};
+
+use cachette::{cached, Cache};
+use tracing_subscriber::fmt::format::FmtSpan;
+use tracing_subscriber::fmt::MakeWriter;
+
+static CACHE: LazyLock<Cache> = LazyLock::new(Cache::memory);
+
+#[cached(key = "user:{id}", cache = CACHE)]
+async fn user_name(id: u64) -> String {
+    format!("user {id}")
+}
+
+/// Everything the subscriber writes, for assertions.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[test]
+fn a_cached_call_runs_in_a_span_with_its_name_key_strategy_and_outcome() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_span_events(FmtSpan::CLOSE)
+        .with_ansi(false)
+        .with_writer(captured.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            assert_eq!(user_name(7).await, "user 7"); // miss
+            assert_eq!(user_name(7).await, "user 7"); // hit
+        });
+    });
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    // The close events of the `cache.call` spans themselves (nested spans' lines name their parents too).
+    let calls: Vec<&str> = text
+        .lines()
+        .filter(|line| line.contains("cache.call{") && !line.contains("cache.backend{"))
+        .collect();
+    assert_eq!(calls.len(), 2, "{text}");
+    for (line, hit) in calls.iter().zip([false, true]) {
+        assert!(line.contains("cache.fn=\"tracing_spans::user_name\""), "{line}");
+        assert!(line.contains("cache.key=\"user:7\""), "{line}");
+        assert!(line.contains("cache.strategy=\"cached\""), "{line}");
+        assert!(line.contains(&format!("cache.hit={hit}")), "{line}");
+    }
+    // The miss wrote the value: a backend command inside the call's span.
+    assert!(
+        text.contains("cache.backend{db.system.name=\"memory\" db.operation.name=\"set\"}"),
+        "{text}"
+    );
+}

@@ -118,14 +118,18 @@ pub(crate) fn record_hit(hit: bool) {
     }
 }
 
-/// The debug-level span around one cached call; `cache.hit` is recorded when the call is served or computed.
+/// The debug-level span around one cached call, `None` when nothing listens at debug level (one atomic load: the
+/// hit path then runs without a span at all); `cache.hit` is recorded when the call is served or computed.
 #[inline]
-pub(crate) fn call_span(name: CallName, key: &str) -> tracing::Span {
-    tracing::debug_span!(
+pub(crate) fn call_span(name: CallName, key: &str) -> Option<tracing::Span> {
+    if !tracing::level_enabled!(tracing::Level::DEBUG) {
+        return None;
+    }
+    Some(tracing::debug_span!(
         "cache.call",
         "cache.fn" = name.function,
         cache.key = key,
         cache.strategy = name.strategy,
         cache.hit = tracing::field::Empty,
-    )
+    ))
 }

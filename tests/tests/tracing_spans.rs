@@ -63,7 +63,10 @@ fn a_cached_call_runs_in_a_span_with_its_name_key_strategy_and_outcome() {
         .collect();
     assert_eq!(calls.len(), 2, "{text}");
     for (line, hit) in calls.iter().zip([false, true]) {
-        assert!(line.contains("cache.fn=\"tracing_spans::user_name\""), "{line}");
+        assert!(
+            line.contains("cache.fn=\"tracing_spans::user_name\""),
+            "{line}"
+        );
         assert!(line.contains("cache.key=\"user:7\""), "{line}");
         assert!(line.contains("cache.strategy=\"cached\""), "{line}");
         assert!(line.contains(&format!("cache.hit={hit}")), "{line}");

@@ -79,7 +79,7 @@ where
     Fut: Future<Output = Out> + Send + 'static,
 {
     let span = crate::telemetry::call_span(options.call, &key);
-    async move {
+    let call = async move {
         let options = options.with_refresh_after(early_ttl);
         let flags = context::flags();
         let call = options.call;
@@ -106,9 +106,11 @@ where
             Lookup::Strict(out) => out,
             Lookup::Miss(how) => fill::<S, Out, Fut>(cache, key, &options, flags, how, body).await,
         }
+    };
+    match span {
+        Some(span) => call.instrument(span).await,
+        None => call.await,
     }
-    .instrument(span)
-    .await
 }
 
 /// Like [`early`], but the caller that wins the refresh recomputes in the foreground and gets the fresh value
@@ -142,7 +144,7 @@ where
     Fut: Future<Output = Out>,
 {
     let span = crate::telemetry::call_span(options.call, &key);
-    async move {
+    let call = async move {
         let options = options.with_refresh_after(early_ttl);
         let flags = context::flags();
         match lookup::<S, Out>(cache, &key, flags).await {
@@ -176,7 +178,9 @@ where
             Lookup::Strict(out) => out,
             Lookup::Miss(how) => fill::<S, Out, Fut>(cache, key, &options, flags, how, body).await,
         }
+    };
+    match span {
+        Some(span) => call.instrument(span).await,
+        None => call.await,
     }
-    .instrument(span)
-    .await
 }

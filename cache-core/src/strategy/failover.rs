@@ -36,7 +36,7 @@ where
     Fut: Future<Output = Result<T, E>>,
 {
     let span = crate::telemetry::call_span(options.call, &key);
-    async move {
+    let call = async move {
         let flags = context::flags();
         let (out, _) = run_and_store::<OkOnly, _, _>(cache, &key, &options, flags, body).await;
         let error = match out {
@@ -54,7 +54,9 @@ where
             }
             _ => Err(error),
         }
+    };
+    match span {
+        Some(span) => call.instrument(span).await,
+        None => call.await,
     }
-    .instrument(span)
-    .await
 }

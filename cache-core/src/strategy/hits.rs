@@ -43,7 +43,7 @@ where
     Fut: Future<Output = Out> + Send + 'static,
 {
     let span = crate::telemetry::call_span(options.call, &key);
-    async move {
+    let call = async move {
         let flags = context::flags();
         let call = options.call;
         let counter = format!("{key}{HITS_SUFFIX}");
@@ -89,7 +89,9 @@ where
             let _ = cache.delete_internal(&counter).await;
         }
         out
+    };
+    match span {
+        Some(span) => call.instrument(span).await,
+        None => call.await,
     }
-    .instrument(span)
-    .await
 }

@@ -192,7 +192,7 @@ where
     Fut: Future<Output = Out>,
 {
     let span = crate::telemetry::call_span(options.call, &key);
-    async move {
+    let call = async move {
         let flags = context::flags();
         let reread = match lookup::<S, Out>(cache, &key, flags).await {
             Lookup::Hit(meta, value) => {
@@ -219,9 +219,11 @@ where
             lead,
         )
         .await
+    };
+    match span {
+        Some(span) => call.instrument(span).await,
+        None => call.await,
     }
-    .instrument(span)
-    .await
 }
 
 /// The in-process leader's part of [`locked`]: win the lock in the backend (or find the value another process

@@ -177,7 +177,7 @@ where
     Fut: Future<Output = Out>,
 {
     let span = crate::telemetry::call_span(options.call, &key);
-    async move {
+    let call = async move {
         let flags = context::flags();
         match lookup::<S, Out>(cache, &key, flags).await {
             Lookup::Hit(meta, value) => {
@@ -187,9 +187,11 @@ where
             Lookup::Strict(out) => out,
             Lookup::Miss(how) => fill::<S, Out, Fut>(cache, key, &options, flags, how, body).await,
         }
+    };
+    match span {
+        Some(span) => call.instrument(span).await,
+        None => call.await,
     }
-    .instrument(span)
-    .await
 }
 
 /// Joins the in-process single flight of `key`: the leader runs `lead(body)`, which returns the output and the
@@ -594,13 +596,15 @@ where
     Fut: Future<Output = Out>,
 {
     let span = crate::telemetry::call_span(options.call, &key);
-    async move {
+    let call = async move {
         run_and_store::<S, Out, Fut>(cache, &key, &options, context::flags(), body)
             .await
             .0
+    };
+    match span {
+        Some(span) => call.instrument(span).await,
+        None => call.await,
     }
-    .instrument(span)
-    .await
 }
 
 /// [`store`] with the options that shape a stored entry: its ttl, tags and refresh deadline. The condition and

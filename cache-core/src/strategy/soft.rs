@@ -42,7 +42,7 @@ where
     Fut: Future<Output = Out>,
 {
     let span = crate::telemetry::call_span(options.call, &key);
-    async move {
+    let call = async move {
         let options = options.with_refresh_after(soft_ttl);
         let flags = context::flags();
         let (stale, how) = match lookup::<S, Out>(cache, &key, flags).await {
@@ -66,7 +66,9 @@ where
             }
             _ => out,
         }
+    };
+    match span {
+        Some(span) => call.instrument(span).await,
+        None => call.await,
     }
-    .instrument(span)
-    .await
 }

@@ -7,6 +7,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tracing::Instrument;
 
 use crate::backend::{Backend, BackendError, Capabilities, KeyTtl, SetMode};
 use crate::codec::Codec;
@@ -21,7 +22,6 @@ use crate::singleflight::SingleFlight;
 use crate::size::decoded_size_beside;
 use crate::stored::StoredForm;
 use crate::telemetry;
-use tracing::Instrument;
 
 /// A cheap-to-clone handle to a cache: one backend (or several, routed by key prefix), a codec, and counters.
 ///

@@ -6,8 +6,8 @@
 //!
 //! | series | kind | labels |
 //! | --- | --- | --- |
-//! | `cache_calls_total` | counter | `fn`, `strategy`, `result` = `hit`, `stale` or `miss` (backend failures are counted per backend below) |
-//! | `cache_body_duration_seconds` | histogram | `fn` — how long the body took on a miss |
+//! | `cache_calls_total` | counter | `fn`, `strategy`, `result` = `hit`, `stale`, `miss` or `error` (the backend failed on the read; fail-open, the body ran) |
+//! | `cache_body_duration_seconds` | histogram | `fn` — how long the body took (a miss, an error or a refresh) |
 //! | `cache_backend_errors_total` | counter | `backend`, `op` |
 //! | `cache_backend_duration_seconds` | histogram | `backend`, `op` — every backend command but the in-memory backend's lock-free hit path |
 //!
@@ -99,14 +99,28 @@ pub(crate) fn backend_duration(
     let _ = (backend, op, started);
 }
 
-/// The debug-level span around one backend command.
+/// The debug-level span around one backend command (a disabled span when nothing listens at debug level).
 #[inline]
 pub(crate) fn backend_span(backend: &'static str, op: &'static str) -> tracing::Span {
+    if !tracing::level_enabled!(tracing::Level::DEBUG) {
+        return tracing::Span::none();
+    }
     tracing::debug_span!(
         "cache.backend",
         db.system.name = backend,
         db.operation.name = op
     )
+}
+
+/// Runs `future` inside `span` when there is one.
+pub(crate) async fn in_span<F: std::future::Future>(
+    span: Option<tracing::Span>,
+    future: F,
+) -> F::Output {
+    match span {
+        Some(span) => tracing::Instrument::instrument(future, span).await,
+        None => future.await,
+    }
 }
 
 /// Records on the current `cache.call` span whether the call was served from the cache.

@@ -13,10 +13,9 @@ use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{Attribute, FnArg, Generics, Ident, Path, ReturnType, Signature, Type};
 
-use crate::item::FnItem;
-
 use crate::attr::{CachedOptions, Count, MacroKind, Strategy};
 use crate::errors::{name_list, Errors};
+use crate::item::FnItem;
 use crate::sig::{self, mentions_ident, SigInfo};
 use crate::template::Template;
 

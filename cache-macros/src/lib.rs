@@ -13,6 +13,7 @@
 //! - `attr`: the attribute arguments (`ttl = "3h"`, `skip(a)`, targets, ...) into typed options;
 //! - `ttl`: compile-time validation of TTL literals;
 //! - `template`: key templates (`"user:{user.id}:<id:hash>"`): parsing, name checks, rendering code;
+//! - `item`: the annotated function: attributes, visibility and signature parsed, the body kept as tokens;
 //! - `sig`: the annotated function's signature (receiver, arguments, patterns, return shape);
 //! - `expand_cached` (every caching macro), `expand_invalidates`: code generation;
 //! - `errors`: combining spanned errors, suggestions.

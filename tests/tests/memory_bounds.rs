@@ -13,9 +13,9 @@ use cachette::{Cache, MemoryBackend};
 
 const MIB: usize = 1 << 20;
 /// The byte bound of the filled caches.
-const BOUND: usize = 64 * MIB;
+const BOUND: usize = 32 * MIB;
 /// Entries written by the filling scenarios: many times what fits, so eviction runs for most of them.
-const INSERTS: usize = 2_000_000;
+const INSERTS: usize = 1_000_000;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -43,12 +43,12 @@ fn main() {
         (
             "strings",
             BOUND * 3 / 2,
-            "2 M string values under a 64 MiB bound",
+            "1 M string values under a 32 MiB bound",
         ),
         (
             "small_int_vectors",
             BOUND * 3 / 2,
-            "2 M Vec<u64> values of small numbers (1 byte stored, 8 decoded) under a 64 MiB bound",
+            "1 M Vec<u64> values of small numbers (1 byte stored, 8 decoded) under a 32 MiB bound",
         ),
     ];
     // The children run side by side: each measures only its own process.

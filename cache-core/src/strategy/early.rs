@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::time::Duration;
-use tracing::Instrument;
 
 use super::lock::HeldLock;
 use super::{
@@ -79,11 +78,11 @@ where
     Fut: Future<Output = Out> + Send + 'static,
 {
     let span = crate::telemetry::call_span(options.call, &key);
-    let call = async move {
+    crate::telemetry::in_span(span, async move {
         let options = options.with_refresh_after(early_ttl);
         let flags = context::flags();
         let call = options.call;
-        match lookup::<S, Out>(cache, &key, flags).await {
+        match lookup::<S, Out>(cache, &key, flags, options.call).await {
             Lookup::Hit(meta, value) => {
                 if meta.needs_refresh() && flags.allows(Ops::SET) {
                     if let Some(held) =
@@ -106,11 +105,8 @@ where
             Lookup::Strict(out) => out,
             Lookup::Miss(how) => fill::<S, Out, Fut>(cache, key, &options, flags, how, body).await,
         }
-    };
-    match span {
-        Some(span) => call.instrument(span).await,
-        None => call.await,
-    }
+    })
+    .await
 }
 
 /// Like [`early`], but the caller that wins the refresh recomputes in the foreground and gets the fresh value
@@ -144,19 +140,22 @@ where
     Fut: Future<Output = Out>,
 {
     let span = crate::telemetry::call_span(options.call, &key);
-    let call = async move {
+    crate::telemetry::in_span(span, async move {
         let options = options.with_refresh_after(early_ttl);
         let flags = context::flags();
-        match lookup::<S, Out>(cache, &key, flags).await {
+        match lookup::<S, Out>(cache, &key, flags, options.call).await {
             Lookup::Hit(meta, value) => {
                 if meta.needs_refresh() && flags.allows(Ops::SET) {
                     if let Some(held) =
                         win_refresh::<S, Out>(cache, &key, options.ttl, early_ttl).await
                     {
+                        // The winner computes in the foreground: its call counts as a miss.
+                        crate::telemetry::call(options.call, "miss");
                         let started = std::time::Instant::now();
                         let out = body.await;
-                        let bytes =
-                            encode_output::<S, Out>(cache, &key, &options, &out, started.elapsed());
+                        let took = started.elapsed();
+                        crate::telemetry::body_duration(options.call, took);
+                        let bytes = encode_output::<S, Out>(cache, &key, &options, &out, took);
                         let stored = persist::<S, Out>(cache, &key, &options, flags, bytes).await;
                         held.release().await;
                         match stored {
@@ -178,9 +177,6 @@ where
             Lookup::Strict(out) => out,
             Lookup::Miss(how) => fill::<S, Out, Fut>(cache, key, &options, flags, how, body).await,
         }
-    };
-    match span {
-        Some(span) => call.instrument(span).await,
-        None => call.await,
-    }
+    })
+    .await
 }

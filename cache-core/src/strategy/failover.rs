@@ -1,7 +1,6 @@
 //! Failover (cashews `failover`): always call the body; when it fails, serve the last good value.
 
 use std::future::Future;
-use tracing::Instrument;
 
 use super::{run_and_store, served, Options};
 use crate::cache::Cache;
@@ -36,14 +35,19 @@ where
     Fut: Future<Output = Result<T, E>>,
 {
     let span = crate::telemetry::call_span(options.call, &key);
-    let call = async move {
+    crate::telemetry::in_span(span, async move {
         let flags = context::flags();
         let (out, _) = run_and_store::<OkOnly, _, _>(cache, &key, &options, flags, body).await;
+        // The body's own answer is a miss; a served fallback counts as stale (in `served`).
         let error = match out {
-            Ok(value) => return Ok(value),
+            Ok(value) => {
+                crate::telemetry::call(options.call, "miss");
+                return Ok(value);
+            }
             Err(error) => error,
         };
         if accept.is_some_and(|accept| !accept(&error)) || !flags.allows(Ops::GET) {
+            crate::telemetry::call(options.call, "miss");
             return Err(error);
         }
         match cache.read_entry::<T>(&key).await {
@@ -52,11 +56,11 @@ where
                 served(cache, &key, FAILOVER, &meta, true, flags, options.call);
                 Ok(value)
             }
-            _ => Err(error),
+            _ => {
+                crate::telemetry::call(options.call, "miss");
+                Err(error)
+            }
         }
-    };
-    match span {
-        Some(span) => call.instrument(span).await,
-        None => call.await,
-    }
+    })
+    .await
 }

@@ -2,7 +2,6 @@
 //! background after `update_after` hits.
 
 use std::future::Future;
-use tracing::Instrument;
 
 use super::{fill, lookup, served, spawn_refresh, Fill, Lookup, Options, Reread, HITS_SUFFIX};
 use crate::cache::Cache;
@@ -43,11 +42,11 @@ where
     Fut: Future<Output = Out> + Send + 'static,
 {
     let span = crate::telemetry::call_span(options.call, &key);
-    let call = async move {
+    crate::telemetry::in_span(span, async move {
         let flags = context::flags();
         let call = options.call;
         let counter = format!("{key}{HITS_SUFFIX}");
-        let how = match lookup::<S, Out>(cache, &key, flags).await {
+        let how = match lookup::<S, Out>(cache, &key, flags, options.call).await {
             Lookup::Hit(meta, value) => {
                 // A counter failure fails open: the value is served and counting resumes when the backend does.
                 let count = if flags.allows(Ops::INCR) {
@@ -79,6 +78,7 @@ where
                     return S::rebuild(value);
                 }
                 // Used up: recompute like a miss, unless a value stored since is there by then.
+                crate::telemetry::call(call, "miss");
                 Fill::Coalesce(Reread::Except(meta.fingerprint()))
             }
             Lookup::Strict(out) => return out,
@@ -89,9 +89,6 @@ where
             let _ = cache.delete_internal(&counter).await;
         }
         out
-    };
-    match span {
-        Some(span) => call.instrument(span).await,
-        None => call.await,
-    }
+    })
+    .await
 }

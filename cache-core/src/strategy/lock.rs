@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::time::{Duration, Instant};
-use tracing::Instrument;
 
 use bytes::Bytes;
 
@@ -192,9 +191,9 @@ where
     Fut: Future<Output = Out>,
 {
     let span = crate::telemetry::call_span(options.call, &key);
-    let call = async move {
+    crate::telemetry::in_span(span, async move {
         let flags = context::flags();
-        let reread = match lookup::<S, Out>(cache, &key, flags).await {
+        let reread = match lookup::<S, Out>(cache, &key, flags, options.call).await {
             Lookup::Hit(meta, value) => {
                 served(cache, &key, CACHED, &meta, false, flags, options.call);
                 return S::rebuild(value);
@@ -219,11 +218,8 @@ where
             lead,
         )
         .await
-    };
-    match span {
-        Some(span) => call.instrument(span).await,
-        None => call.await,
-    }
+    })
+    .await
 }
 
 /// The in-process leader's part of [`locked`]: win the lock in the backend (or find the value another process

@@ -4,7 +4,6 @@
 
 use std::future::Future;
 use std::time::{Duration, Instant};
-use tracing::Instrument;
 
 use bytes::Bytes;
 
@@ -177,9 +176,9 @@ where
     Fut: Future<Output = Out>,
 {
     let span = crate::telemetry::call_span(options.call, &key);
-    let call = async move {
+    crate::telemetry::in_span(span, async move {
         let flags = context::flags();
-        match lookup::<S, Out>(cache, &key, flags).await {
+        match lookup::<S, Out>(cache, &key, flags, options.call).await {
             Lookup::Hit(meta, value) => {
                 served(cache, &key, CACHED, &meta, false, flags, options.call);
                 S::rebuild(value)
@@ -187,11 +186,8 @@ where
             Lookup::Strict(out) => out,
             Lookup::Miss(how) => fill::<S, Out, Fut>(cache, key, &options, flags, how, body).await,
         }
-    };
-    match span {
-        Some(span) => call.instrument(span).await,
-        None => call.await,
-    }
+    })
+    .await
 }
 
 /// Joins the in-process single flight of `key`: the leader runs `lead(body)`, which returns the output and the
@@ -316,7 +312,6 @@ where
     let started = Instant::now();
     let out = body.await;
     let took = started.elapsed();
-    telemetry::call(options.call, "miss");
     telemetry::body_duration(options.call, took);
     telemetry::record_hit(false);
     let bytes = encode_output::<S, Out>(cache, key, options, &out, took);
@@ -429,6 +424,7 @@ pub(crate) async fn lookup<S, Out>(
     cache: &Cache,
     key: &str,
     flags: context::Flags,
+    call: CallName,
 ) -> Lookup<S::Stored, Out>
 where
     S: Shape<Out>,
@@ -436,14 +432,18 @@ where
     if flags.invalidate_further {
         if flags.allows(Ops::DELETE) {
             if let Err(error) = cache.delete_internal(key).await {
+                telemetry::call(call, "error");
                 if let Ok(out) = S::on_backend_error(error) {
                     return Lookup::Strict(out);
                 }
+                return Lookup::Miss(Fill::Alone);
             }
         }
+        telemetry::call(call, "miss");
         return Lookup::Miss(Fill::Alone);
     }
     if !flags.allows(Ops::GET) {
+        telemetry::call(call, "miss");
         return Lookup::Miss(Fill::Alone);
     }
     let epoch = cache.inner.flights.ended();
@@ -451,11 +451,17 @@ where
         Ok(Some((meta, value))) if flags.max_age.is_none_or(|max| meta.age() < max) => {
             return Lookup::Hit(meta, value);
         }
-        Ok(_) => Reread::AnySince(epoch),
-        Err(error) => match S::on_backend_error(error) {
-            Ok(out) => return Lookup::Strict(out),
-            Err(_) => Reread::Skip,
-        },
+        Ok(_) => {
+            telemetry::call(call, "miss");
+            Reread::AnySince(epoch)
+        }
+        Err(error) => {
+            telemetry::call(call, "error");
+            match S::on_backend_error(error) {
+                Ok(out) => return Lookup::Strict(out),
+                Err(_) => Reread::Skip,
+            }
+        }
     };
     cache.metrics_ref().miss();
     Lookup::Miss(Fill::Coalesce(reread))
@@ -596,15 +602,12 @@ where
     Fut: Future<Output = Out>,
 {
     let span = crate::telemetry::call_span(options.call, &key);
-    let call = async move {
+    crate::telemetry::in_span(span, async move {
         run_and_store::<S, Out, Fut>(cache, &key, &options, context::flags(), body)
             .await
             .0
-    };
-    match span {
-        Some(span) => call.instrument(span).await,
-        None => call.await,
-    }
+    })
+    .await
 }
 
 /// [`store`] with the options that shape a stored entry: its ttl, tags and refresh deadline. The condition and

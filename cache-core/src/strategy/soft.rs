@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::time::Duration;
-use tracing::Instrument;
 
 use super::{fill, lookup, served, Fill, Lookup, Options, Reread, CACHED};
 use crate::cache::Cache;
@@ -42,10 +41,10 @@ where
     Fut: Future<Output = Out>,
 {
     let span = crate::telemetry::call_span(options.call, &key);
-    let call = async move {
+    crate::telemetry::in_span(span, async move {
         let options = options.with_refresh_after(soft_ttl);
         let flags = context::flags();
-        let (stale, how) = match lookup::<S, Out>(cache, &key, flags).await {
+        let (stale, how) = match lookup::<S, Out>(cache, &key, flags, options.call).await {
             Lookup::Hit(meta, value) if !meta.needs_refresh() => {
                 served(cache, &key, CACHED, &meta, false, flags, options.call);
                 return S::rebuild(value);
@@ -64,11 +63,13 @@ where
                 served(cache, &key, SOFT, &meta, true, flags, options.call);
                 S::rebuild(value)
             }
-            _ => out,
+            Some(_) => {
+                // Soft-expired and recomputed: the call missed (`lookup` counted only true misses).
+                crate::telemetry::call(options.call, "miss");
+                out
+            }
+            None => out,
         }
-    };
-    match span {
-        Some(span) => call.instrument(span).await,
-        None => call.await,
-    }
+    })
+    .await
 }

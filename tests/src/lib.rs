@@ -850,6 +850,65 @@ impl RedisSentinel {
     }
 }
 
+/// Collects what a tracing subscriber writes, for asserting on logs and spans.
+///
+/// # Example
+/// ```
+/// let logs = test_support::CapturedLogs::default();
+/// let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(logs.clone()).finish();
+/// tracing::subscriber::with_default(subscriber, || tracing::warn!("cache backend down"));
+/// assert!(logs.text().contains("cache backend down"));
+/// ```
+#[derive(Clone, Default)]
+pub struct CapturedLogs(std::sync::Arc<Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        let bytes = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+impl Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CapturedLogs {
+    type Writer = CapturedLogs;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// The value of the `cache_calls_total` series with these labels in a Prometheus text exposition, 0 if absent.
+///
+/// # Example
+/// ```
+/// let text = "cache_calls_total{fn=\"app::price\",strategy=\"cached\",result=\"hit\"} 2\n";
+/// assert_eq!(test_support::calls_total(text, "app::price", "cached", "hit"), 2);
+/// assert_eq!(test_support::calls_total(text, "app::price", "cached", "miss"), 0);
+/// ```
+pub fn calls_total(text: &str, function: &str, strategy: &str, result: &str) -> u64 {
+    let labels = format!("fn=\"{function}\",strategy=\"{strategy}\",result=\"{result}\"");
+    text.lines()
+        .filter(|line| line.starts_with("cache_calls_total{") && line.contains(&labels))
+        .find_map(|line| line.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,14 +26,6 @@ async fn scrape(addr: SocketAddr) -> Option<String> {
     String::from_utf8(body.to_vec()).ok()
 }
 
-/// The counter line of `fn` and `result`, e.g. `cache_calls_total{fn="…",strategy="cached",result="hit"} 2`.
-fn calls(text: &str, function: &str, result: &str) -> Option<u64> {
-    let labels = format!("fn=\"{function}\",strategy=\"cached\",result=\"{result}\"");
-    text.lines()
-        .filter(|line| line.starts_with("cache_calls_total{") && line.contains(&labels))
-        .find_map(|line| line.rsplit(' ').next()?.parse().ok())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_prometheus_example_exports_hits_and_misses_of_a_named_fn() {
     let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
@@ -52,8 +44,16 @@ async fn the_prometheus_example_exports_hits_and_misses_of_a_named_fn() {
             _ => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     };
-    assert_eq!(calls(&text, function, "hit"), Some(2), "{text}");
-    assert_eq!(calls(&text, function, "miss"), Some(1), "{text}");
+    assert_eq!(
+        test_support::calls_total(&text, function, "cached", "hit"),
+        2,
+        "{text}"
+    );
+    assert_eq!(
+        test_support::calls_total(&text, function, "cached", "miss"),
+        1,
+        "{text}"
+    );
     assert!(
         text.contains(&format!(
             "cache_body_duration_seconds_count{{fn=\"{function}\"}} 1"

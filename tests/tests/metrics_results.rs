@@ -26,14 +26,6 @@ async fn stock(id: u64, fail: bool) -> Result<u64, String> {
     }
 }
 
-fn count(text: &str, function: &str, strategy: &str, result: &str) -> u64 {
-    let labels = format!("fn=\"{function}\",strategy=\"{strategy}\",result=\"{result}\"");
-    text.lines()
-        .filter(|line| line.starts_with("cache_calls_total{") && line.contains(&labels))
-        .find_map(|line| line.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn calls_are_counted_as_hit_miss_stale_and_error() {
     let Some(server) = SERVER.as_ref() else {
@@ -66,27 +58,27 @@ fn calls_are_counted_as_hit_miss_stale_and_error() {
     });
     let text = handle.render();
     assert_eq!(
-        count(&text, "metrics_results::price", "cached", "miss"),
+        test_support::calls_total(&text, "metrics_results::price", "cached", "miss"),
         1,
         "{text}"
     );
     assert_eq!(
-        count(&text, "metrics_results::price", "cached", "hit"),
+        test_support::calls_total(&text, "metrics_results::price", "cached", "hit"),
         1,
         "{text}"
     );
     assert_eq!(
-        count(&text, "metrics_results::price", "cached", "error"),
+        test_support::calls_total(&text, "metrics_results::price", "cached", "error"),
         1,
         "{text}"
     );
     assert_eq!(
-        count(&text, "metrics_results::stock", "soft", "miss"),
+        test_support::calls_total(&text, "metrics_results::stock", "soft", "miss"),
         1,
         "{text}"
     );
     assert_eq!(
-        count(&text, "metrics_results::stock", "soft", "stale"),
+        test_support::calls_total(&text, "metrics_results::stock", "soft", "stale"),
         1,
         "{text}"
     );

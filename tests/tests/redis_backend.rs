@@ -789,7 +789,7 @@ async fn suppress_turns_backend_failures_into_neutral_answers() {
 #[tokio::test]
 async fn clear_refuses_a_prefix_without_a_separator_and_setup_warns() {
     let Some(server) = shared_redis() else { return };
-    let logs = CapturedLogs::default();
+    let logs = test_support::CapturedLogs::default();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(logs.clone())
         .with_ansi(false)
@@ -833,33 +833,6 @@ async fn clear_refuses_a_prefix_without_a_separator_and_setup_warns() {
     separated.clear().await.unwrap();
     assert_eq!(separated.get("k").await.unwrap(), None);
     assert_eq!(other.get("k").await.unwrap(), Some(b("x")));
-}
-
-/// Collects what a tracing subscriber writes, for asserting on warnings.
-#[derive(Clone, Default)]
-struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl CapturedLogs {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl std::io::Write for CapturedLogs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CapturedLogs {
-    type Writer = CapturedLogs;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
 }
 
 /// Regression: corrupted values that still decoded were served from Redis too. 1–8 flipped bits in stored

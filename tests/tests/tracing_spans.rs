@@ -1,12 +1,10 @@
 //! A cached call runs in a debug-level `cache.call` span naming the function, key and strategy, with `cache.hit`
 //! recorded; backend commands run in `cache.backend` spans.
 
-use std::io::Write;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::LazyLock;
 
 use cachette::{cached, Cache};
 use tracing_subscriber::fmt::format::FmtSpan;
-use tracing_subscriber::fmt::MakeWriter;
 
 static CACHE: LazyLock<Cache> = LazyLock::new(Cache::memory);
 
@@ -15,30 +13,9 @@ async fn user_name(id: u64) -> String {
     format!("user {id}")
 }
 
-/// Everything the subscriber writes, for assertions.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 #[test]
 fn a_cached_call_runs_in_a_span_with_its_name_key_strategy_and_outcome() {
-    let captured = Captured::default();
+    let captured = test_support::CapturedLogs::default();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::DEBUG)
         .with_span_events(FmtSpan::CLOSE)
@@ -55,7 +32,7 @@ fn a_cached_call_runs_in_a_span_with_its_name_key_strategy_and_outcome() {
             assert_eq!(user_name(7).await, "user 7"); // hit
         });
     });
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let text = captured.text();
     // The close events of the `cache.call` spans themselves (nested spans' lines name their parents too).
     let calls: Vec<&str> = text
         .lines()

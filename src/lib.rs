@@ -57,7 +57,7 @@ pub use cache_backends::setup;
 pub use cache_backends::{
     breaker, build_cache, circuit_breaker, known_schemes, parse_url, setup_with_prefix,
     BackendSpec, Breaker, BreakerState, CacheUrl, CircuitBreaker, CircuitBreakerBuilder,
-    LayerOptions, MemoryUrl, RedisUrl, Scheme, Setup, SetupError, UrlParts,
+    LayerOptions, MemoryUrl, NullUrl, RedisUrl, Scheme, Setup, SetupError, UrlParts,
 };
 #[cfg(feature = "redis")]
 pub use cache_backends::{fred, redis, RedisBackend, RedisBackendBuilder};

@@ -25,7 +25,7 @@ pub use breaker::{circuit_breaker, Breaker, BreakerState, CircuitBreaker, Circui
 pub use redis::{RedisBackend, RedisBackendBuilder};
 pub use setup::{
     build_cache, known_schemes, parse_url, setup, setup_with_prefix, BackendSpec, CacheUrl,
-    LayerOptions, MemoryUrl, RedisUrl, Scheme, Setup, SetupError, UrlParts,
+    LayerOptions, MemoryUrl, NullUrl, RedisUrl, Scheme, Setup, SetupError, UrlParts,
 };
 
 /// The fred crate this backend is built on, for its configuration types (such as

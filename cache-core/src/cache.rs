@@ -695,6 +695,42 @@ impl Cache {
         self.suppressed(self.store_internal(key, value, ttl).await, ())
     }
 
+    /// Stores a value only if `key` holds none (memcached's and dogpile's `add`, Redis `SET NX`); `Ok(true)` when it
+    /// was stored, `Ok(false)` when the key already had a value (or writes are disabled in this scope).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let cache = cache_core::Cache::memory();
+    /// assert!(cache.add("k", &1u8, None).await.unwrap());
+    /// assert!(!cache.add("k", &2u8, None).await.unwrap());
+    /// assert_eq!(cache.get::<u8>("k").await.unwrap(), Some(1));
+    /// # }
+    /// ```
+    pub async fn add<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Option<Duration>,
+    ) -> Result<bool, CacheError> {
+        if context::is_disabled(Ops::SET) {
+            return Ok(false);
+        }
+        let added = async {
+            let bytes = self.encode(key, value, EnvelopeMeta::new(self.inner.form.codec, ttl))?;
+            let backend = self.backend_for(key);
+            let started = telemetry::backend_timer();
+            let added = backend
+                .set(key, bytes, ttl, SetMode::IfAbsent)
+                .instrument(telemetry::backend_span(backend.name(), "add"))
+                .await
+                .inspect_err(|e| self.note_backend_error("add", key, e))?;
+            telemetry::backend_duration(backend.name(), "add", started);
+            Ok(added)
+        };
+        self.suppressed(added.await, false)
+    }
+
     /// Stores many values with one TTL, one round trip per backend.
     ///
     /// ```

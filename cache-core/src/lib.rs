@@ -41,6 +41,7 @@ mod key;
 pub mod layer;
 mod memory;
 mod metrics;
+mod null;
 mod router;
 pub mod shape;
 mod singleflight;
@@ -62,6 +63,7 @@ pub use glob::GlobMatcher;
 pub use key::{render_key, KeyArg, KeyBuilder, KeyFormat, KeyWriter};
 pub use memory::{MemoryBackend, MemoryBackendBuilder};
 pub use metrics::MetricsSnapshot;
+pub use null::NullBackend;
 
 pub use async_trait::async_trait;
 pub use bytes::Bytes;

@@ -70,11 +70,13 @@ use cache_core::layer::{KeyMangler, LayeredExt, Observe};
 use cache_core::{Backend, BackendError, Cache, CacheBuilder, Capabilities};
 
 mod memory;
+mod null;
 mod options;
 mod redis;
 mod registry;
 
 pub use memory::MemoryUrl;
+pub use null::NullUrl;
 pub use redis::RedisUrl;
 pub use registry::{known_schemes, BackendSpec, Scheme, UrlParts};
 
@@ -766,7 +768,7 @@ mod tests {
         assert!(
             error
                 .to_string()
-                .contains("known schemes: mem, memory, redis"),
+                .contains("known schemes: mem, memory, null, redis"),
             "{error}"
         );
         for url in [

@@ -14,7 +14,11 @@ use super::options::Options;
 use super::SetupError;
 
 /// Every backend's URL schemes. Adding a backend adds its line here.
-const SCHEMES: &[&Scheme] = &[&super::memory::SCHEME, &super::redis::SCHEME];
+const SCHEMES: &[&Scheme] = &[
+    &super::memory::SCHEME,
+    &super::null::SCHEME,
+    &super::redis::SCHEME,
+];
 
 /// A backend, as a URL described it: parsed and validated, not connected.
 ///

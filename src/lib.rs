@@ -45,6 +45,7 @@
 //! | `compress` | `layer::Compress` and the `compress=lz4` URL option |
 //! | `sign` | `layer::Sign` and the `secret=env:NAME` URL option |
 //! | `metrics` | counters and histograms through the `metrics` facade ([`telemetry`]) |
+//! | `config` | settings from a TOML file and `CACHE__*` variables, with regions (`Config`) |
 
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -59,5 +60,7 @@ pub use cache_backends::{
     BackendSpec, Breaker, BreakerState, CacheUrl, CircuitBreaker, CircuitBreakerBuilder,
     LayerOptions, MemoryUrl, NullUrl, RedisUrl, Scheme, Setup, SetupError, UrlParts,
 };
+#[cfg(feature = "config")]
+pub use cache_backends::{config, CacheSection, Config, ConfigError, RegionSection, Scalar};
 #[cfg(feature = "redis")]
 pub use cache_backends::{fred, redis, RedisBackend, RedisBackendBuilder};

@@ -16,11 +16,15 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod breaker;
+#[cfg(feature = "config")]
+pub mod config;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod setup;
 
 pub use breaker::{circuit_breaker, Breaker, BreakerState, CircuitBreaker, CircuitBreakerBuilder};
+#[cfg(feature = "config")]
+pub use config::{CacheSection, Config, ConfigError, RegionSection, Scalar};
 #[cfg(feature = "redis")]
 pub use redis::{RedisBackend, RedisBackendBuilder};
 pub use setup::{

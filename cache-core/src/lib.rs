@@ -42,6 +42,7 @@ pub mod layer;
 mod memory;
 mod metrics;
 mod null;
+pub mod regions;
 mod router;
 pub mod shape;
 mod singleflight;

@@ -76,3 +76,8 @@ seconds_ttl!(u64, u32, usize, i64, i32);
 pub fn ttl<T: IntoTtl>(value: T) -> Option<Duration> {
     value.into_ttl()
 }
+
+pub use crate::regions::{
+    call_settings as region_settings, CallSettings as RegionSettings, REFERENCED as REGIONS,
+};
+pub use linkme;

@@ -240,6 +240,7 @@ const COMMON_OPTIONS: &[&str] = &[
     "companions",
     "in_impl",
     "crate",
+    "region",
 ];
 
 const ALL_KINDS: [MacroKind; 5] = [
@@ -417,6 +418,8 @@ pub(crate) struct CachedOptions {
     pub(crate) ttl: Option<Ttl>,
     pub(crate) key: Option<LitStr>,
     pub(crate) prefix: Option<LitStr>,
+    /// `region = "feature-name"`: on/off switch, TTL and cache from the region table at call time.
+    pub(crate) region: Option<LitStr>,
     pub(crate) skip: Vec<Ident>,
     pub(crate) cache: Option<Expr>,
     pub(crate) condition: Option<Expr>,
@@ -580,6 +583,7 @@ impl CachedOptions {
             ttl: None,
             key: None,
             prefix: None,
+            region: None,
             skip: Vec::new(),
             cache: None,
             condition: None,
@@ -623,6 +627,9 @@ impl CachedOptions {
                 }
                 "key" => options.key = errors.ok(expect_str(option, "key = \"user:{id}\"")),
                 "prefix" => options.prefix = errors.ok(expect_str(option, "prefix = \"users\"")),
+                "region" => {
+                    options.region = errors.ok(expect_str(option, "region = \"feature-name\""));
+                }
                 "skip" => match option.value {
                     RawValue::List(_, names) => {
                         for name in names {

@@ -320,8 +320,23 @@ impl Ctx<'_> {
         }
     }
 
-    /// An owned `Cache` for this call: `cache = EXPR` or the global one.
+    /// An owned `Cache` for this call: the region's own cache, else `cache = EXPR` or the global one.
     fn cache(&self) -> TokenStream {
+        let krate = self.krate;
+        let fallback = self.cache_option();
+        match &self.options.region {
+            Some(region) => quote! {
+                match #krate::__private::region_settings(#region).cache {
+                    #krate::__private::Option::Some(cache) => cache,
+                    #krate::__private::Option::None => #fallback,
+                }
+            },
+            None => fallback,
+        }
+    }
+
+    /// An owned `Cache` from `cache = EXPR`, or the global one.
+    fn cache_option(&self) -> TokenStream {
         let krate = self.krate;
         match &self.options.cache {
             Some(expr) => {
@@ -618,20 +633,64 @@ impl Ctx<'_> {
         // Borrow `cache = EXPR` for the call instead of cloning it: a clone is a shared reference-count write on
         // every call, which costs single-thread time and stops hits from scaling across threads. An expression
         // using `self` is cloned, because the body may take `self` by value while the cache is in use.
-        let cache_binding = match &self.options.cache {
-            Some(expr) if !mentions_ident(quote!(#expr), "self") => {
+        let region_local = local("__region");
+        let cache_binding = match (&self.options.region, &self.options.cache) {
+            (Some(_), _) => {
+                let fallback = self.cache_option();
+                quote! {
+                    let #cache: #krate::__private::Cache = match #region_local.cache.take() {
+                        #krate::__private::Option::Some(cache) => cache,
+                        #krate::__private::Option::None => #fallback,
+                    };
+                }
+            }
+            (None, Some(expr)) if !mentions_ident(quote!(#expr), "self") => {
                 quote_spanned! {expr.span()=> let #cache: &#krate::__private::Cache = &(#expr);}
             }
-            _ => {
-                let cache_value = self.cache();
+            (None, _) => {
+                let cache_value = self.cache_option();
                 quote!(let #cache: #krate::__private::Cache = #cache_value;)
             }
         };
+        // A region: read its settings once; its TTL, when it sets one, replaces the function's.
+        let (region_binding, ttl_value) = match &self.options.region {
+            Some(region) => (
+                quote! {
+                    #[#krate::__private::linkme::distributed_slice(#krate::__private::REGIONS)]
+                    #[linkme(crate = #krate::__private::linkme)]
+                    static __REGION_NAME: &str = #region;
+                    let mut #region_local: #krate::__private::RegionSettings =
+                        #krate::__private::region_settings(#region);
+                },
+                quote! {
+                    match #region_local.ttl {
+                        #krate::__private::Option::Some(ttl) => #krate::__private::Option::Some(ttl),
+                        #krate::__private::Option::None => #ttl_value,
+                    }
+                },
+            ),
+            None => (TokenStream::new(), ttl_value),
+        };
         let mut statements = quote! {
+            #region_binding
             #cache_binding
             let #key: #krate::__private::String = #key_value;
             let #ttl: #krate::__private::Option<#krate::__private::Duration> = #ttl_value;
             let #options: #krate::__private::Options<#out> = #options_value;
+        };
+        // Caching off in the region: the body runs and the cache is not touched. The body future is created after
+        // the key (which borrows the arguments the body takes).
+        let body = if self.options.region.is_some() {
+            let body_local = local("__body");
+            statements.extend(quote! {
+                let #body_local = #body;
+                if !#region_local.caching {
+                    return #body_local.await;
+                }
+            });
+            quote!(#body_local)
+        } else {
+            body
         };
         // The strategy's own arguments, then the call. The strategy path carries the return type's span: an
         // output that can't be stored is reported there.

@@ -114,6 +114,7 @@ fn run<O>(
 /// | `companions(key, peek, ...)` | which companion functions to generate (see below); default `invalidate` and `invalidate_all`. `companions = true`: all of them; `companions = false`: none (needed in trait impls, where extra methods are not allowed). |
 /// | `in_impl = true` | says that a function without `self` and without `Self` in its signature is an associated function (inside an `impl` block). |
 /// | `crate = path` | where `cachette` is, for renamed dependencies (default `::cachette`). |
+/// | `region = "feature-name"` | the region (`cachette::regions`, filled by `cachette::Config` from a settings file) decides at call time: caching off → the body runs and the cache is not touched; its TTL replaces `ttl`; its own cache replaces `cache`. Names are collected at link time so installing settings without the region fails. |
 /// | `time_condition = "1s"` | stores only results whose body took at least this long (cheap results are not worth a round trip). A duration literal or a `Duration` expression. |
 /// | `tags = ["user:{user.id}", "users"]` | registers the entry under these tags, each a key template with the same placeholders as `key`; `cache.delete_tags(&["user:42"])` or `#[invalidates(tag = "user:{id}")]` drops every entry of a tag. |
 /// | `soft_ttl = "10m"` | soft expiry (cashews' `soft_ttl`): after it the next call recomputes; if that returns `Err` (or fails the condition) the stale value is served, until `ttl`. Needs `ttl`, must be shorter than it. Reported to `detect` as strategy `"soft"`, stale. |

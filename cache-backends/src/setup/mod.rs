@@ -363,7 +363,7 @@ pub fn parse_url(url: &str) -> Result<CacheUrl, SetupError> {
         Some((a, p)) => (a, p),
         None => (before_query, ""),
     };
-    let mut options: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+    let mut options: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
     let parse = registry::find(&scheme)?;
@@ -485,15 +485,19 @@ async fn check_connection(
     Ok(())
 }
 
-/// `url` without its password, for messages.
+/// `url` without its password, for messages: `scheme://user:***@host…`.
 fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}{tail}")
         }
-        Ok(_) => url.to_owned(),
-        Err(_) => "(unparsable URL)".to_owned(),
+        _ => url.to_owned(),
     }
 }
 
@@ -703,6 +707,17 @@ pub async fn setup_with_prefix(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redact_hides_passwords_only() {
+        assert_eq!(
+            redact("redis://u:secret@h:1/0?x=1"),
+            "redis://u:***@h:1/0?x=1"
+        );
+        assert_eq!(redact("redis://:secret@h:1"), "redis://:***@h:1");
+        assert_eq!(redact("redis://h:1/0"), "redis://h:1/0");
+        assert_eq!(redact("mem://?size=1"), "mem://?size=1");
+    }
     use std::time::Duration;
 
     fn redis(url: &str) -> RedisUrl {

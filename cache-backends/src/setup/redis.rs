@@ -199,7 +199,7 @@ async fn connect_redis(url: &RedisUrl) -> Result<Arc<dyn Backend>, SetupError> {
         builder = builder.url(format!("redis+unix://{socket}"));
     } else if let Some(service) = &url.sentinel_service {
         // fred's sentinel URL: the first sentinel in the authority, the others as `node` parameters.
-        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        let mut query = form_urlencoded::Serializer::new(String::new());
         query.append_pair("sentinelServiceName", service);
         for host in url.hosts.iter().skip(1) {
             query.append_pair("node", host);

@@ -662,7 +662,10 @@ impl Cache {
 
     /// The positions of `keys`, grouped by the backend that holds them (each key routed once; groups in the order
     /// their first key appears).
-    fn group_by_backend<'a>(&'a self, keys: &[&str]) -> Vec<(&'a Arc<dyn Backend>, Vec<usize>)> {
+    pub(crate) fn group_by_backend<'a>(
+        &'a self,
+        keys: &[&str],
+    ) -> Vec<(&'a Arc<dyn Backend>, Vec<usize>)> {
         let mut groups: Vec<(&Arc<dyn Backend>, Vec<usize>)> = Vec::new();
         for (position, key) in keys.iter().enumerate() {
             let backend = self.backend_for(key);

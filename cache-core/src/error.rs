@@ -34,6 +34,15 @@ pub enum CacheError {
     /// A value layer refused the stored bytes (a bad signature, corrupt compressed data, …).
     #[error(transparent)]
     Layer(#[from] crate::layer::LayerError),
+    /// A `compute` of [`Cache::get_or_set_many`](crate::Cache::get_or_set_many) returned a different number of
+    /// values than it was given keys.
+    #[error("get_or_set_many: compute returned {got} values for {expected} keys")]
+    BodyMismatch {
+        /// How many keys it was given.
+        expected: usize,
+        /// How many values it returned.
+        got: usize,
+    },
     /// The operation is switched off in the current [`context`](crate::context) scope and has no neutral
     /// answer (see [`Cache::incr`](crate::Cache::incr)).
     #[error("cache operation {0:?} is disabled in this scope")]

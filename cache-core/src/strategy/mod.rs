@@ -11,6 +11,7 @@ mod early;
 mod failover;
 mod hits;
 mod lock;
+mod many;
 mod soft;
 mod tags;
 

@@ -404,3 +404,36 @@ where
 {
     tokio::spawn(current().scope(fut))
 }
+
+/// Runs `commit` and, only if it succeeds, spawns `refresh` in the current context: the dogpile recipe that
+/// refreshes a cached read once the database transaction that changed it has committed. A failed (or rolled
+/// back) commit refreshes nothing. Works with any database crate: pass its commit future.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use cache_core::context::refresh_after_commit;
+/// let cache = cache_core::Cache::memory();
+/// let refresh = {
+///     let cache = cache.clone();
+///     async move { cache.set("user:1", &"grace".to_owned(), None).await.unwrap() }
+/// };
+/// // `tx.commit()` in real code; here a commit that succeeded.
+/// refresh_after_commit(async { Ok::<(), String>(()) }, refresh).await.unwrap();
+/// tokio::task::yield_now().await;
+/// assert_eq!(cache.get::<String>("user:1").await.unwrap().as_deref(), Some("grace"));
+///
+/// let failed = refresh_after_commit(async { Err::<(), _>("serialization failure") }, async { unreachable!() });
+/// assert!(failed.await.is_err());
+/// # }
+/// ```
+pub async fn refresh_after_commit<T, E, C, R>(commit: C, refresh: R) -> Result<T, E>
+where
+    C: Future<Output = Result<T, E>>,
+    R: Future + Send + 'static,
+    R::Output: Send + 'static,
+{
+    let committed = commit.await?;
+    spawn(refresh);
+    Ok(committed)
+}

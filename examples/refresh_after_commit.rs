@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cachette::cached;
 use cachette::context::refresh_after_commit;
-use sqlx::PgPool;
+use sqlx::{PgPool, Postgres, Transaction};
 
 /// How many times the cached read hit the database.
 pub static QUERIES: AtomicUsize = AtomicUsize::new(0);
@@ -58,26 +58,30 @@ pub async fn user_name(pool: PgPool, id: i64) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-/// The write path: renames in a transaction; after the commit succeeded, refreshes `user_name(id)`.
-pub async fn rename(pool: &PgPool, id: i64, name: &str) -> Result<(), sqlx::Error> {
+/// Starts a transaction that renames user `id`.
+async fn renaming(
+    pool: &PgPool,
+    id: i64,
+    name: &str,
+) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query(&format!("UPDATE {} SET name = $1 WHERE id = $2", table()))
         .bind(name)
         .bind(id)
         .execute(&mut *tx)
         .await?;
+    Ok(tx)
+}
+
+/// The write path: renames in a transaction; after the commit succeeded, refreshes `user_name(id)`.
+pub async fn rename(pool: &PgPool, id: i64, name: &str) -> Result<(), sqlx::Error> {
+    let tx = renaming(pool, id, name).await?;
     refresh_after_commit(tx.commit(), user_name_refresh(pool.clone(), id)).await
 }
 
 /// A write path that changes its mind: rolled back, so nothing is refreshed.
 pub async fn rename_then_roll_back(pool: &PgPool, id: i64, name: &str) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    sqlx::query(&format!("UPDATE {} SET name = $1 WHERE id = $2", table()))
-        .bind(name)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    tx.rollback().await
+    renaming(pool, id, name).await?.rollback().await
 }
 
 // The tests include this file as a module; `main` is only the example's.

@@ -45,6 +45,7 @@
 //! | `compress` | `layer::Compress` and the `compress=lz4` URL option |
 //! | `sign` | `layer::Sign` and the `secret=env:NAME` URL option |
 //! | `metrics` | counters and histograms through the `metrics` facade ([`telemetry`]) |
+//! | `etcd` | `EtcdBackend` and `etcd://` URLs (etcd v3 through its JSON gateway) |
 //! | `config` | settings from a TOML file and `CACHE__*` variables, with regions (`Config`) |
 
 #![warn(missing_docs)]
@@ -57,10 +58,12 @@ pub use cache_core::*;
 pub use cache_backends::setup;
 pub use cache_backends::{
     breaker, build_cache, circuit_breaker, known_schemes, parse_url, setup_with_prefix,
-    BackendSpec, Breaker, BreakerState, CacheUrl, CircuitBreaker, CircuitBreakerBuilder,
+    BackendSpec, Breaker, BreakerState, CacheUrl, CircuitBreaker, CircuitBreakerBuilder, EtcdUrl,
     LayerOptions, MemoryUrl, NullUrl, RedisUrl, Scheme, Setup, SetupError, UrlParts,
 };
 #[cfg(feature = "config")]
 pub use cache_backends::{config, CacheSection, Config, ConfigError, RegionSection, Scalar};
+#[cfg(feature = "etcd")]
+pub use cache_backends::{etcd, EtcdBackend, EtcdBackendBuilder};
 #[cfg(feature = "redis")]
 pub use cache_backends::{fred, redis, RedisBackend, RedisBackendBuilder};

@@ -18,6 +18,8 @@
 pub mod breaker;
 #[cfg(feature = "config")]
 pub mod config;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod setup;
@@ -25,11 +27,13 @@ pub mod setup;
 pub use breaker::{circuit_breaker, Breaker, BreakerState, CircuitBreaker, CircuitBreakerBuilder};
 #[cfg(feature = "config")]
 pub use config::{CacheSection, Config, ConfigError, RegionSection, Scalar};
+#[cfg(feature = "etcd")]
+pub use etcd::{EtcdBackend, EtcdBackendBuilder};
 #[cfg(feature = "redis")]
 pub use redis::{RedisBackend, RedisBackendBuilder};
 pub use setup::{
     build_cache, known_schemes, parse_url, setup, setup_with_prefix, BackendSpec, CacheUrl,
-    LayerOptions, MemoryUrl, NullUrl, RedisUrl, Scheme, Setup, SetupError, UrlParts,
+    EtcdUrl, LayerOptions, MemoryUrl, NullUrl, RedisUrl, Scheme, Setup, SetupError, UrlParts,
 };
 
 /// The fred crate this backend is built on, for its configuration types (such as

@@ -850,6 +850,93 @@ impl RedisSentinel {
     }
 }
 
+/// A private single-node `etcd` (v3) on a free loopback port, its peer port the next one.
+///
+/// # Example
+/// ```no_run
+/// let Some(etcd) = test_support::EtcdServer::start() else { return };
+/// assert!(etcd.url().starts_with("etcd://127.0.0.1:"));
+/// ```
+#[derive(Debug)]
+pub struct EtcdServer {
+    process: ServerProcess,
+}
+
+impl EtcdServer {
+    /// Starts a server; `None` when `etcd` is missing (panics instead under `CI=true`).
+    ///
+    /// # Example
+    /// ```no_run
+    /// let Some(etcd) = test_support::EtcdServer::start() else { return };
+    /// # let _ = etcd;
+    /// ```
+    pub fn start() -> Option<EtcdServer> {
+        let spec = ServerSpec {
+            program: "etcd",
+            install_hint: "install etcd (apt-get install etcd-server)",
+            args: Box::new(|port, dir| {
+                let client = format!("http://127.0.0.1:{port}");
+                let peer = format!("http://127.0.0.1:{}", port + 1);
+                vec![
+                    "--name".into(),
+                    "test".into(),
+                    "--data-dir".into(),
+                    dir.join("data").into_os_string(),
+                    "--listen-client-urls".into(),
+                    client.clone().into(),
+                    "--advertise-client-urls".into(),
+                    client.into(),
+                    "--listen-peer-urls".into(),
+                    peer.clone().into(),
+                    "--initial-advertise-peer-urls".into(),
+                    peer.clone().into(),
+                    "--initial-cluster".into(),
+                    format!("test={peer}").into(),
+                    "--log-level".into(),
+                    "error".into(),
+                ]
+            }),
+            ready: tcp_accepts,
+            also_free: Some(1),
+            startup_timeout: Duration::from_secs(20),
+        };
+        ServerProcess::start(spec).map(|process| EtcdServer { process })
+    }
+
+    /// `etcd://127.0.0.1:PORT`, for `setup`.
+    ///
+    /// # Example
+    /// ```no_run
+    /// let Some(etcd) = test_support::EtcdServer::start() else { return };
+    /// assert!(etcd.url().starts_with("etcd://"));
+    /// ```
+    pub fn url(&self) -> String {
+        format!("etcd://127.0.0.1:{}", self.process.port())
+    }
+
+    /// `http://127.0.0.1:PORT`, the client endpoint.
+    ///
+    /// # Example
+    /// ```no_run
+    /// let Some(etcd) = test_support::EtcdServer::start() else { return };
+    /// assert!(etcd.endpoint().starts_with("http://"));
+    /// ```
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.process.port())
+    }
+
+    /// The underlying process handle.
+    ///
+    /// # Example
+    /// ```no_run
+    /// let Some(etcd) = test_support::EtcdServer::start() else { return };
+    /// etcd.process().kill();
+    /// ```
+    pub fn process(&self) -> &ServerProcess {
+        &self.process
+    }
+}
+
 /// Collects what a tracing subscriber writes, for asserting on logs and spans.
 ///
 /// # Example

@@ -69,12 +69,14 @@ use std::time::Duration;
 use cache_core::layer::{KeyMangler, LayeredExt, Observe};
 use cache_core::{Backend, BackendError, Cache, CacheBuilder, Capabilities};
 
+mod etcd;
 mod memory;
 mod null;
 mod options;
 mod redis;
 mod registry;
 
+pub use etcd::EtcdUrl;
 pub use memory::MemoryUrl;
 pub use null::NullUrl;
 pub use redis::RedisUrl;
@@ -783,7 +785,7 @@ mod tests {
         assert!(
             error
                 .to_string()
-                .contains("known schemes: mem, memory, null, redis"),
+                .contains("known schemes: mem, memory, null, etcd, redis"),
             "{error}"
         );
         for url in [

@@ -17,6 +17,7 @@ use super::SetupError;
 const SCHEMES: &[&Scheme] = &[
     &super::memory::SCHEME,
     &super::null::SCHEME,
+    &super::etcd::SCHEME,
     &super::redis::SCHEME,
 ];
 

@@ -68,4 +68,6 @@ pub use null::NullBackend;
 
 pub use async_trait::async_trait;
 pub use bytes::Bytes;
-pub use cache_macros::{cache_early, cache_failover, cache_hit, cache_locked, cached, invalidates};
+pub use cache_macros::{
+    cache_early, cache_failover, cache_hit, cache_locked, cached, cached_many, invalidates,
+};

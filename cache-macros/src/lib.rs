@@ -24,6 +24,7 @@ mod attr;
 mod errors;
 mod expand_cached;
 mod expand_invalidates;
+mod expand_many;
 mod item;
 mod sig;
 mod template;
@@ -372,6 +373,44 @@ pub fn cache_hit(attr: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn cache_locked(attr: TokenStream, item: TokenStream) -> TokenStream {
     caching(attr, item, MacroKind::Locked)
+}
+
+/// Caches a fn that takes a slice of ids and returns one value per id, **per id** (dogpile.cache's
+/// `cache_multiple_on_arguments`): a call with ids some of which are cached runs the body once, with only the
+/// missing ids, and concurrent calls with overlapping ids compute each id once ([`Cache::get_or_set_many`]).
+///
+/// ```
+/// use cachette::cached_many;
+///
+/// #[cached_many(ttl = "10m", key = "user:{ids}")] // in the key, the slice argument stands for one id
+/// async fn user_names(ids: &[u64]) -> Vec<String> {
+///     println!("loading {ids:?}"); // SELECT … WHERE id = ANY($1)
+///     ids.iter().map(|id| format!("user {id}")).collect()
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// assert_eq!(user_names(&[1, 2]).await, ["user 1", "user 2"]);
+/// assert_eq!(user_names(&[2, 3, 1]).await, ["user 2", "user 3", "user 1"]); // loads only [3]
+/// # }
+/// ```
+///
+/// The fn takes exactly one argument `ids: &[T]` (`T: Clone + KeyArg`) and returns `Vec<V>` with `V` a storable
+/// value (`Serialize + DeserializeOwned + Clone + Send + Sync + 'static`), one per id in order. Options: `ttl`,
+/// `key` (a template in which the argument's name is one element; default `module::path:NAME:ids=<id>`),
+/// `prefix`, `cache = EXPR`, `crate = path`. A body that returns a different number of values than ids is run
+/// again for all ids and its result returned uncached. Backend failures fail open, as everywhere.
+///
+/// [`Cache::get_or_set_many`]: https://docs.rs/cachette/latest/cachette/struct.Cache.html#method.get_or_set_many
+#[proc_macro_attribute]
+pub fn cached_many(attr: TokenStream, item: TokenStream) -> TokenStream {
+    run(
+        attr,
+        item,
+        "cached_many",
+        <expand_many::ManyOptions as syn::parse::Parse>::parse,
+        expand_many::expand,
+    )
 }
 
 /// Removes cache entries after an `async fn` succeeded.

@@ -9,9 +9,9 @@ use cachette::{cached_many, Cache, RedisBackend};
 
 static MEMORY: LazyLock<Cache> = LazyLock::new(Cache::memory);
 static REDIS: OnceLock<Cache> = OnceLock::new();
-/// Every body call's ids, per fn.
-static CALLS: LazyLock<Mutex<HashMap<&'static str, Vec<Vec<u64>>>>> =
-    LazyLock::new(Default::default);
+/// The ids of each body call, per fn.
+type Calls = HashMap<&'static str, Vec<Vec<u64>>>;
+static CALLS: LazyLock<Mutex<Calls>> = LazyLock::new(Default::default);
 
 fn record(name: &'static str, ids: &[u64]) {
     CALLS

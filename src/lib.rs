@@ -23,12 +23,12 @@
 //! # }
 //! ```
 //!
-//! Without set-up, the macros use an in-memory cache ([`global`]); [`setup()`](fn@setup) installs another one from a URL
-//! (`redis://…`, `mem://?size=…`) with layers such as compression, signing and a circuit breaker.
+//! Without set-up, the macros use an in-memory cache ([`global`]); [`setup()`](fn@setup) installs another one from a
+//! URL (`redis://…`, `mem://?size=…`) with layers such as compression, signing and a circuit breaker.
 //!
 //! - Attribute macros: [`cached`], [`cache_early`], [`cache_failover`], [`cache_hit`], [`cache_locked`],
-//!   [`cached_many`] and [`invalidates`]; the [`guide`] has a runnable example of each. Every behaviour behind them is a plain async
-//!   function in [`strategy`].
+//!   [`cached_many`] and [`invalidates`]; each has a runnable example on its page, the [`guide`] a tour. Every
+//!   behaviour behind them is a plain async function in [`strategy`].
 //! - [`Cache`]: a cheap handle over a [`Backend`] (bytes in, bytes out) with a [`Codec`] and a versioned envelope.
 //! - [`context`]: per-task scopes to disable operations and detect hits; with the `http` feature, tower layers that
 //!   map request headers onto them (`http` module).

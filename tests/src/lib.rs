@@ -980,6 +980,36 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CapturedLogs {
     }
 }
 
+/// Runs `body` on a current-thread Tokio runtime under a tracing subscriber that records everything at debug level
+/// (span closes included, with their fields) into a buffer; returns `body`'s output and the text.
+///
+/// # Example
+/// ```
+/// let (answer, logs) = test_support::run_capturing_logs(async {
+///     tracing::warn!("cache backend down");
+///     42
+/// });
+/// assert_eq!(answer, 42);
+/// assert!(logs.contains("cache backend down"));
+/// ```
+pub fn run_capturing_logs<T>(body: impl std::future::Future<Output = T>) -> (T, String) {
+    let logs = CapturedLogs::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .with_ansi(false)
+        .with_writer(logs.clone())
+        .finish();
+    let output = tracing::subscriber::with_default(subscriber, || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a current-thread runtime")
+            .block_on(body)
+    });
+    (output, logs.text())
+}
+
 /// The value of the `cache_calls_total` series with these labels in a Prometheus text exposition, 0 if absent.
 ///
 /// # Example

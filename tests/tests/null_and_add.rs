@@ -17,29 +17,17 @@ async fn expensive(x: u64) -> u64 {
 
 #[test]
 fn a_null_url_caches_nothing_and_warns_once_naming_why() {
-    let logs = test_support::CapturedLogs::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_writer(logs.clone())
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let cache = Setup::new("null://").build().await.expect("null:// builds");
-            let _ = NULL_CACHE.set(cache.clone());
-            for _ in 0..3 {
-                assert_eq!(expensive(5).await, 25);
-            }
-            cache.set("k", &1u8, None).await.unwrap();
-            assert_eq!(cache.get::<u8>("k").await.unwrap(), None);
-            assert!(cache.add("k", &1u8, None).await.unwrap());
-        });
+    let ((), text) = test_support::run_capturing_logs(async {
+        let cache = Setup::new("null://").build().await.expect("null:// builds");
+        let _ = NULL_CACHE.set(cache.clone());
+        for _ in 0..3 {
+            assert_eq!(expensive(5).await, 25);
+        }
+        cache.set("k", &1u8, None).await.unwrap();
+        assert_eq!(cache.get::<u8>("k").await.unwrap(), None);
+        assert!(cache.add("k", &1u8, None).await.unwrap());
     });
     assert_eq!(RUNS.load(SeqCst), 3, "every call ran the body");
-    let text = logs.text();
     let warnings: Vec<&str> = text
         .lines()
         .filter(|line| line.contains("cache backend is null"))

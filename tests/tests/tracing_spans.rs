@@ -4,7 +4,6 @@
 use std::sync::LazyLock;
 
 use cachette::{cached, Cache};
-use tracing_subscriber::fmt::format::FmtSpan;
 
 static CACHE: LazyLock<Cache> = LazyLock::new(Cache::memory);
 
@@ -15,24 +14,10 @@ async fn user_name(id: u64) -> String {
 
 #[test]
 fn a_cached_call_runs_in_a_span_with_its_name_key_strategy_and_outcome() {
-    let captured = test_support::CapturedLogs::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_span_events(FmtSpan::CLOSE)
-        .with_ansi(false)
-        .with_writer(captured.clone())
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            assert_eq!(user_name(7).await, "user 7"); // miss
-            assert_eq!(user_name(7).await, "user 7"); // hit
-        });
+    let ((), text) = test_support::run_capturing_logs(async {
+        assert_eq!(user_name(7).await, "user 7"); // miss
+        assert_eq!(user_name(7).await, "user 7"); // hit
     });
-    let text = captured.text();
     // The close events of the `cache.call` spans themselves (nested spans' lines name their parents too).
     let calls: Vec<&str> = text
         .lines()

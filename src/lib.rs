@@ -3,7 +3,7 @@
 //!
 //! ```toml
 //! [dependencies]
-//! cachette = "0.1"   # features: redis (default), tls, http, compress, sign, metrics, config, etcd
+//! cachette = "0.1"   # features: redis (default), tls, http, compress, sign, metrics, config, etcd, memcached
 //! ```
 //!
 //! ```
@@ -46,6 +46,7 @@
 //! | `sign` | `layer::Sign` and the `secret=env:NAME` URL option |
 //! | `metrics` | counters and histograms through the `metrics` facade ([`telemetry`]) |
 //! | `etcd` | `EtcdBackend` and `etcd://` URLs (etcd v3 through its JSON gateway) |
+//! | `memcached` | `MemcachedBackend` and `memcached://` URLs (meta protocol, pymemcache-compatible hashing) |
 //! | `config` | settings from a TOML file and `CACHE__*` variables, with regions (`Config`) |
 
 #![warn(missing_docs)]
@@ -59,7 +60,7 @@ pub use cache_backends::setup;
 pub use cache_backends::{
     breaker, build_cache, circuit_breaker, known_schemes, parse_url, setup_with_prefix,
     BackendSpec, Breaker, BreakerState, CacheUrl, CircuitBreaker, CircuitBreakerBuilder, EtcdUrl,
-    LayerOptions, MemoryUrl, NullUrl, RedisUrl, Scheme, Setup, SetupError, UrlParts,
+    LayerOptions, MemcachedUrl, MemoryUrl, NullUrl, RedisUrl, Scheme, Setup, SetupError, UrlParts,
 };
 #[cfg(feature = "config")]
 pub use cache_backends::{config, CacheSection, Config, ConfigError, RegionSection, Scalar};
@@ -67,3 +68,5 @@ pub use cache_backends::{config, CacheSection, Config, ConfigError, RegionSectio
 pub use cache_backends::{etcd, EtcdBackend, EtcdBackendBuilder};
 #[cfg(feature = "redis")]
 pub use cache_backends::{fred, redis, RedisBackend, RedisBackendBuilder};
+#[cfg(feature = "memcached")]
+pub use cache_backends::{memcached, MemcachedBackend, MemcachedBackendBuilder};

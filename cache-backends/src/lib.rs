@@ -10,7 +10,8 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Cargo features: `redis` (default) enables [`RedisBackend`]; `tls` adds `rediss://` via rustls.
+//! Cargo features: `redis` (default) enables [`RedisBackend`]; `tls` adds `rediss://` via rustls; `memcached`
+//! enables [`MemcachedBackend`]; `etcd` the etcd backend; `config` settings files.
 
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -20,6 +21,8 @@ pub mod breaker;
 pub mod config;
 #[cfg(feature = "etcd")]
 pub mod etcd;
+#[cfg(feature = "memcached")]
+pub mod memcached;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod setup;
@@ -29,11 +32,14 @@ pub use breaker::{circuit_breaker, Breaker, BreakerState, CircuitBreaker, Circui
 pub use config::{CacheSection, Config, ConfigError, RegionSection, Scalar};
 #[cfg(feature = "etcd")]
 pub use etcd::{EtcdBackend, EtcdBackendBuilder};
+#[cfg(feature = "memcached")]
+pub use memcached::{MemcachedBackend, MemcachedBackendBuilder};
 #[cfg(feature = "redis")]
 pub use redis::{RedisBackend, RedisBackendBuilder};
 pub use setup::{
     build_cache, known_schemes, parse_url, setup, setup_with_prefix, BackendSpec, CacheUrl,
-    EtcdUrl, LayerOptions, MemoryUrl, NullUrl, RedisUrl, Scheme, Setup, SetupError, UrlParts,
+    EtcdUrl, LayerOptions, MemcachedUrl, MemoryUrl, NullUrl, RedisUrl, Scheme, Setup, SetupError,
+    UrlParts,
 };
 
 /// The fred crate this backend is built on, for its configuration types (such as

@@ -40,7 +40,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use cache_core::{Backend, BackendError, Capabilities, GlobMatcher, KeyTtl, SetMode};
+use cache_core::{
+    Backend, BackendError, Capabilities, CasOutcome, CasToken, GlobMatcher, KeyTtl, SetMode,
+};
 use fred::clients::{Client, Pool};
 use fred::error::{Error as FredError, ErrorKind};
 use fred::interfaces::{ClientLike, ClusterInterface, KeysInterface, LuaInterface, SetsInterface};
@@ -88,6 +90,37 @@ end
 return 1
 ";
 
+/// `GET` plus the CAS token: the first 64 bits of the value's SHA-1, in hex. Every value this library writes
+/// starts with an envelope holding its write time and a checksum, so two writes differ in their bytes unless
+/// they store the same value in the same millisecond — and then the state a compare-and-set sees is the same.
+const GETS_LUA: &str = r"
+local value = redis.call('GET', KEYS[1])
+if not value then return false end
+return {value, string.sub(redis.sha1hex(value), 1, 16)}
+";
+
+/// Compare-and-set against a token of `GETS_LUA`: 0 not found, 1 changed since, 2 stored. `ARGV[3]` is the
+/// TTL in ms, 0 for none.
+const CAS_LUA: &str = r"
+local value = redis.call('GET', KEYS[1])
+if not value then return 0 end
+if string.sub(redis.sha1hex(value), 1, 16) ~= ARGV[2] then return 1 end
+local ttl = tonumber(ARGV[3])
+if ttl > 0 then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+return 2
+";
+
+/// `PERSIST` answering whether the key exists (`PERSIST` alone answers 0 for a key that has no TTL).
+const PERSIST_LUA: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('PERSIST', KEYS[1])
+return 1
+";
+
 const UNLOCK_LUA: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end
 ";
@@ -128,6 +161,9 @@ struct Inner {
     incr_script: Script,
     unlock_script: Script,
     set_add_script: Script,
+    gets_script: Script,
+    cas_script: Script,
+    persist_script: Script,
 }
 
 impl Drop for Inner {
@@ -460,6 +496,9 @@ impl RedisBackendBuilder {
                 incr_script: Script::from_lua(INCR_LUA),
                 unlock_script: Script::from_lua(UNLOCK_LUA),
                 set_add_script: Script::from_lua(SET_ADD_LUA),
+                gets_script: Script::from_lua(GETS_LUA),
+                cas_script: Script::from_lua(CAS_LUA),
+                persist_script: Script::from_lua(PERSIST_LUA),
             }),
         })
     }
@@ -700,6 +739,27 @@ fn parse_scan_reply(reply: Value) -> Result<(String, Vec<String>), BackendError>
 
 /// Whether a key prefix ends with a separator (ASCII punctuation such as `:`), so that no other application's
 /// prefix can merely continue its last word (`app` / `apple:`).
+/// `GETS_LUA`'s reply: nil, or the value and its token in hex.
+fn parse_gets_reply(reply: Value) -> Result<Option<(Bytes, CasToken)>, BackendError> {
+    let unexpected = || BackendError::Other("unexpected reply to the gets script".to_owned());
+    let parts = match reply {
+        Value::Null => return Ok(None),
+        Value::Array(parts) => parts,
+        _ => return Err(unexpected()),
+    };
+    let [value, token] = <[Value; 2]>::try_from(parts).map_err(|_| unexpected())?;
+    let value = match value {
+        Value::Bytes(b) => b,
+        Value::String(s) => s.into_inner(),
+        _ => return Err(unexpected()),
+    };
+    let token = token
+        .as_str()
+        .and_then(|hex| u64::from_str_radix(&hex, 16).ok())
+        .ok_or_else(unexpected)?;
+    Ok(Some((value, CasToken::new(token))))
+}
+
 fn ends_with_separator(prefix: &str) -> bool {
     prefix
         .chars()
@@ -922,6 +982,45 @@ impl Backend for RedisBackend {
         })
     }
 
+    async fn persist(&self, key: &str) -> Result<bool, BackendError> {
+        let existed: i64 = self
+            .run_script(&self.inner.persist_script, self.full_key(key), Vec::new())
+            .await?;
+        Ok(existed > 0)
+    }
+
+    async fn gets(&self, key: &str) -> Result<Option<(Bytes, CasToken)>, BackendError> {
+        let reply: Value = self
+            .run_script(&self.inner.gets_script, self.full_key(key), Vec::new())
+            .await?;
+        parse_gets_reply(reply)
+    }
+
+    async fn cas(
+        &self,
+        key: &str,
+        value: Bytes,
+        token: CasToken,
+        ttl: Option<Duration>,
+    ) -> Result<CasOutcome, BackendError> {
+        let outcome: i64 = self
+            .run_script(
+                &self.inner.cas_script,
+                self.full_key(key),
+                vec![
+                    Value::Bytes(value),
+                    Value::String(format!("{:016x}", token.get()).into()),
+                    Value::Integer(ttl.map_or(0, millis)),
+                ],
+            )
+            .await?;
+        Ok(match outcome {
+            0 => CasOutcome::NotFound,
+            1 => CasOutcome::Exists,
+            _ => CasOutcome::Stored,
+        })
+    }
+
     async fn unlock(&self, key: &str, token: &[u8]) -> Result<bool, BackendError> {
         let deleted: i64 = self
             .run_script(
@@ -1019,12 +1118,12 @@ impl Backend for RedisBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        // CAS would need WATCH/MULTI on a pinned connection; not offered.
         Capabilities::SCAN
             | Capabilities::COUNTERS
             | Capabilities::SETS
             | Capabilities::TTL
             | Capabilities::LOCKS
+            | Capabilities::CAS
     }
 }
 

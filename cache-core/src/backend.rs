@@ -33,6 +33,52 @@ pub enum KeyTtl {
     Remaining(Duration),
 }
 
+/// Identifies the stored value a [`Backend::gets`] read, for a later [`Backend::cas`]: memcached's `cas unique`,
+/// the memory backend's write counter, a digest of the stored bytes on Redis. Opaque; compare it only with
+/// another token of the same backend and key.
+///
+/// ```
+/// use cache_core::CasToken;
+/// assert_eq!(CasToken::new(7).get(), 7);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CasToken(u64);
+
+impl CasToken {
+    /// A token from a backend's own version number.
+    ///
+    /// ```
+    /// assert_eq!(cache_core::CasToken::new(1), cache_core::CasToken::new(1));
+    /// ```
+    pub const fn new(version: u64) -> Self {
+        Self(version)
+    }
+
+    /// The backend's version number.
+    ///
+    /// ```
+    /// assert_eq!(cache_core::CasToken::new(3).get(), 3);
+    /// ```
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// What a compare-and-set did (memcached's `STORED` / `EXISTS` / `NOT_FOUND`).
+///
+/// ```
+/// assert_ne!(cache_core::CasOutcome::Stored, cache_core::CasOutcome::Exists);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CasOutcome {
+    /// The value was still the one read: the new value is stored.
+    Stored,
+    /// The value changed since it was read: nothing was written.
+    Exists,
+    /// The key is gone (deleted or expired): nothing was written.
+    NotFound,
+}
+
 bitflags::bitflags! {
     /// What a backend can do beyond reading, writing and deleting keys.
     ///
@@ -56,9 +102,9 @@ bitflags::bitflags! {
         const COUNTERS = 1 << 1;
         /// [`Backend::set_add`], [`Backend::set_members`], [`Backend::set_remove`]: the indexes behind tags.
         const SETS = 1 << 2;
-        /// Compare-and-set on a value read earlier (memcached `gets`/`cas`).
+        /// [`Backend::gets`] and [`Backend::cas`]: compare-and-set on a value read earlier (memcached `gets`/`cas`).
         const CAS = 1 << 3;
-        /// [`Backend::ttl`] and [`Backend::expire`]: read back and change a key's lifetime.
+        /// [`Backend::ttl`], [`Backend::expire`] and [`Backend::persist`]: read back and change a key's lifetime.
         const TTL = 1 << 4;
         /// [`Backend::unlock`]: compare-and-delete, which with [`SetMode::IfAbsent`] makes a lock.
         const LOCKS = 1 << 5;
@@ -254,6 +300,37 @@ pub trait Backend: AsAny + Send + Sync + 'static {
         Err(self.unsupported(Capabilities::TTL))
     }
 
+    /// Removes a key's TTL: it lives until deleted or evicted (Redis `PERSIST`). Returns whether the key exists.
+    ///
+    /// Needs [`Capabilities::TTL`]; the default answers [`BackendError::Unsupported`].
+    async fn persist(&self, key: &str) -> Result<bool, BackendError> {
+        let _ = key;
+        Err(self.unsupported(Capabilities::TTL))
+    }
+
+    /// Reads one value with a token identifying it, for [`Backend::cas`] (memcached `gets`).
+    ///
+    /// Needs [`Capabilities::CAS`]; the default answers [`BackendError::Unsupported`].
+    async fn gets(&self, key: &str) -> Result<Option<(Bytes, CasToken)>, BackendError> {
+        let _ = key;
+        Err(self.unsupported(Capabilities::CAS))
+    }
+
+    /// Writes `value` only if the key still holds the value `token` was read with (memcached `cas`). A
+    /// successful write sets the key's TTL to `ttl` (none: persistent).
+    ///
+    /// Needs [`Capabilities::CAS`]; the default answers [`BackendError::Unsupported`].
+    async fn cas(
+        &self,
+        key: &str,
+        value: Bytes,
+        token: CasToken,
+        ttl: Option<Duration>,
+    ) -> Result<CasOutcome, BackendError> {
+        let _ = (key, value, token, ttl);
+        Err(self.unsupported(Capabilities::CAS))
+    }
+
     /// Deletes `key` only if its value equals `token` (compare-and-delete; releases a lock taken with
     /// [`SetMode::IfAbsent`]). Returns whether it was deleted.
     ///
@@ -318,10 +395,10 @@ pub trait Backend: AsAny + Send + Sync + 'static {
     /// The error for an operation that needs `capability`, naming this backend.
     ///
     /// ```
-    /// use cache_core::{Backend, BackendError, Capabilities, MemoryBackend};
-    /// let error = MemoryBackend::default().unsupported(Capabilities::CAS);
-    /// assert!(matches!(error, BackendError::Unsupported { backend: "memory", .. }));
-    /// assert_eq!(error.to_string(), "the memory backend cannot compare-and-set");
+    /// use cache_core::{Backend, BackendError, Capabilities, NullBackend};
+    /// let error = NullBackend::new("off").unsupported(Capabilities::COUNTERS);
+    /// assert!(matches!(error, BackendError::Unsupported { backend: "null", .. }));
+    /// assert_eq!(error.to_string(), "the null backend cannot keep counters");
     /// ```
     fn unsupported(&self, capability: Capabilities) -> BackendError {
         BackendError::Unsupported {
@@ -386,6 +463,21 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     }
     async fn ttl(&self, key: &str) -> Result<KeyTtl, BackendError> {
         (**self).ttl(key).await
+    }
+    async fn persist(&self, key: &str) -> Result<bool, BackendError> {
+        (**self).persist(key).await
+    }
+    async fn gets(&self, key: &str) -> Result<Option<(Bytes, CasToken)>, BackendError> {
+        (**self).gets(key).await
+    }
+    async fn cas(
+        &self,
+        key: &str,
+        value: Bytes,
+        token: CasToken,
+        ttl: Option<Duration>,
+    ) -> Result<CasOutcome, BackendError> {
+        (**self).cas(key, value, token, ttl).await
     }
     async fn unlock(&self, key: &str, token: &[u8]) -> Result<bool, BackendError> {
         (**self).unlock(key, token).await

@@ -210,9 +210,10 @@ impl CacheBuilder {
     /// ```
     /// use cache_core::{Cache, Capabilities, CacheError, BackendError};
     /// assert!(Cache::builder().require(Capabilities::SCAN).try_build().is_ok());
+    /// let null = || Cache::builder().backend(cache_core::NullBackend::new("off in tests"));
     /// assert!(matches!(
-    ///     Cache::builder().require(Capabilities::CAS).try_build(),
-    ///     Err(CacheError::Backend(BackendError::Unsupported { backend: "memory", .. }))
+    ///     null().require(Capabilities::COUNTERS).try_build(),
+    ///     Err(CacheError::Backend(BackendError::Unsupported { backend: "null", .. }))
     /// ));
     /// ```
     pub fn try_build(self) -> Result<Cache, CacheError> {
@@ -312,9 +313,10 @@ impl Cache {
     /// ```
     /// use cache_core::{Cache, Capabilities};
     /// assert!(Cache::memory().require(Capabilities::COUNTERS).is_ok());
+    /// let null = Cache::builder().backend(cache_core::NullBackend::new("off in tests")).build();
     /// assert_eq!(
-    ///     Cache::memory().require(Capabilities::CAS).unwrap_err().to_string(),
-    ///     "the memory backend cannot compare-and-set"
+    ///     null.require(Capabilities::COUNTERS).unwrap_err().to_string(),
+    ///     "the null backend cannot keep counters"
     /// );
     /// ```
     pub fn require(&self, capabilities: Capabilities) -> Result<(), BackendError> {
@@ -484,15 +486,50 @@ impl Cache {
         bytes: Bytes,
         ttl: Option<Duration>,
     ) -> Result<(), CacheError> {
+        self.write_bytes_mode(key, bytes, ttl, SetMode::Always)
+            .await
+            .map(|_| ())
+    }
+
+    /// Writes stored bytes in `mode`; returns whether they were written.
+    pub(crate) async fn write_bytes_mode(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        ttl: Option<Duration>,
+        mode: SetMode,
+    ) -> Result<bool, CacheError> {
+        let op = match mode {
+            SetMode::IfAbsent => "add",
+            _ => "set",
+        };
         let backend = self.backend_for(key);
         let started = telemetry::backend_timer();
-        backend
-            .set(key, bytes, ttl, SetMode::Always)
-            .instrument(telemetry::backend_span(backend.name(), "set"))
+        let written = backend
+            .set(key, bytes, ttl, mode)
+            .instrument(telemetry::backend_span(backend.name(), op))
             .await
-            .inspect_err(|e| self.note_backend_error("set", key, e))?;
-        telemetry::backend_duration(backend.name(), "set", started);
-        Ok(())
+            .inspect_err(|e| self.note_backend_error(op, key, e))?;
+        telemetry::backend_duration(backend.name(), op, started);
+        Ok(written)
+    }
+
+    /// The stored bytes of `key` with their envelope changed by `change` and the payload kept: `None` when
+    /// they are not a readable envelope (through the value layers) or have expired.
+    pub(crate) fn restamp(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        change: impl FnOnce(&mut EnvelopeMeta),
+    ) -> Option<Bytes> {
+        self.inner
+            .form
+            .restamp(key, bytes, change)
+            .inspect_err(
+                |error| tracing::warn!(key, %error, "unreadable cached value left as it is"),
+            )
+            .ok()
+            .flatten()
     }
 
     /// Encodes and writes a value, outside any scope and uncounted: for the library's own records.
@@ -547,7 +584,11 @@ impl Cache {
 
     /// With [`CacheBuilder::suppress`], a backend failure becomes `neutral` (it was logged and counted where it
     /// happened).
-    fn suppressed<T>(&self, result: Result<T, CacheError>, neutral: T) -> Result<T, CacheError> {
+    pub(crate) fn suppressed<T>(
+        &self,
+        result: Result<T, CacheError>,
+        neutral: T,
+    ) -> Result<T, CacheError> {
         match result {
             Err(error) if self.inner.suppress && error.is_backend() => Ok(neutral),
             other => other,
@@ -721,15 +762,8 @@ impl Cache {
         }
         let added = async {
             let bytes = self.encode(key, value, EnvelopeMeta::new(self.inner.form.codec, ttl))?;
-            let backend = self.backend_for(key);
-            let started = telemetry::backend_timer();
-            let added = backend
-                .set(key, bytes, ttl, SetMode::IfAbsent)
-                .instrument(telemetry::backend_span(backend.name(), "add"))
+            self.write_bytes_mode(key, bytes, ttl, SetMode::IfAbsent)
                 .await
-                .inspect_err(|e| self.note_backend_error("add", key, e))?;
-            telemetry::backend_duration(backend.name(), "add", started);
-            Ok(added)
         };
         self.suppressed(added.await, false)
     }

@@ -43,6 +43,15 @@ pub enum CacheError {
         /// How many values it returned.
         got: usize,
     },
+    /// [`Cache::update`](crate::Cache::update) lost the race to other writers of the key this many times in a
+    /// row and gave up.
+    #[error("update of {key:?} gave up after {attempts} conflicting writes")]
+    Conflict {
+        /// The key.
+        key: String,
+        /// How many times it read and tried to write.
+        attempts: u32,
+    },
     /// The operation is switched off in the current [`context`](crate::context) scope and has no neutral
     /// answer (see [`Cache::incr`](crate::Cache::incr)).
     #[error("cache operation {0:?} is disabled in this scope")]

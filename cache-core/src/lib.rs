@@ -30,6 +30,7 @@
 mod backend;
 mod cache;
 mod codec;
+mod compare_and_set;
 pub mod conditions;
 pub mod context;
 mod envelope;
@@ -55,9 +56,10 @@ pub mod telemetry;
 #[path = "private.rs"]
 pub mod __private;
 
-pub use backend::{Backend, BackendError, Capabilities, KeyTtl, SetMode};
+pub use backend::{Backend, BackendError, Capabilities, CasOutcome, CasToken, KeyTtl, SetMode};
 pub use cache::{global, set_global, Cache, CacheBuilder};
 pub use codec::{Codec, CodecError};
+pub use compare_and_set::UPDATE_ATTEMPTS;
 pub use envelope::{EnvelopeError, EnvelopeMeta};
 pub use error::CacheError;
 pub use glob::GlobMatcher;

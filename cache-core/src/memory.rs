@@ -12,7 +12,7 @@ use bytes::Bytes;
 use lru::LruCache;
 use parking_lot::Mutex;
 
-use crate::backend::{Backend, BackendError, Capabilities, KeyTtl, SetMode};
+use crate::backend::{Backend, BackendError, Capabilities, CasOutcome, CasToken, KeyTtl, SetMode};
 use crate::glob::GlobMatcher;
 
 /// Per-entry bookkeeping the byte bound charges on top of key and value lengths: the LRU node (key and value
@@ -264,6 +264,8 @@ struct Entry {
     decoded: Option<Box<dyn Any + Send + Sync>>,
     /// What `decoded` is charged: its estimated size, 0 without one.
     decoded_bytes: usize,
+    /// Which write of its shard made this entry: the compare-and-set token ([`Backend::gets`]).
+    version: u64,
 }
 
 /// What [`MemoryBackend::get_typed`] found.
@@ -318,6 +320,8 @@ struct Shard {
     bytes: usize,
     max_bytes: Option<usize>,
     writes_since_sweep: usize,
+    /// Counts writes, numbering entries for compare-and-set; a key always lives in the same shard.
+    writes: u64,
 }
 
 fn charge(key: &str, entry: &Entry) -> usize {
@@ -332,6 +336,7 @@ impl Shard {
             bytes: 0,
             max_bytes,
             writes_since_sweep: 0,
+            writes: 0,
         }
     }
 
@@ -364,11 +369,13 @@ impl Shard {
     }
 
     fn insert(&mut self, key: &str, value: Value, expires_at: Option<Instant>, now: Instant) {
+        self.writes += 1;
         let entry = Entry {
             value,
             expires_at,
             decoded: None,
             decoded_bytes: 0,
+            version: self.writes,
         };
         self.bytes += charge(key, &entry);
         if let Some((old_key, old)) = self.map.push(key.to_owned(), entry) {
@@ -610,6 +617,50 @@ impl Backend for MemoryBackend {
         })
     }
 
+    async fn persist(&self, key: &str) -> Result<bool, BackendError> {
+        let now = clock::now();
+        let mut shard = self.shard(key).lock();
+        match shard.live(key, now) {
+            Some(entry) => {
+                entry.expires_at = None;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn gets(&self, key: &str) -> Result<Option<(Bytes, CasToken)>, BackendError> {
+        let now = clock::now();
+        let mut shard = self.shard(key).lock();
+        match shard.live(key, now) {
+            Some(entry) => Ok(Some((
+                entry.value.bytes(key)?.clone(),
+                CasToken::new(entry.version),
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    async fn cas(
+        &self,
+        key: &str,
+        value: Bytes,
+        token: CasToken,
+        ttl: Option<Duration>,
+    ) -> Result<CasOutcome, BackendError> {
+        let now = clock::now();
+        let mut shard = self.shard(key).lock();
+        let Some(entry) = shard.live(key, now) else {
+            return Ok(CasOutcome::NotFound);
+        };
+        if entry.version != token.get() {
+            return Ok(CasOutcome::Exists);
+        }
+        // Replacing the entry drops its decoded copy with its old bytes.
+        shard.insert(key, Value::Bytes(value), deadline(now, ttl), now);
+        Ok(CasOutcome::Stored)
+    }
+
     async fn unlock(&self, key: &str, token: &[u8]) -> Result<bool, BackendError> {
         let now = clock::now();
         let mut shard = self.shard(key).lock();
@@ -706,6 +757,7 @@ impl Backend for MemoryBackend {
             | Capabilities::SETS
             | Capabilities::TTL
             | Capabilities::LOCKS
+            | Capabilities::CAS
     }
 }
 

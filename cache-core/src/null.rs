@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::backend::{Backend, BackendError, Capabilities, KeyTtl, SetMode};
+use crate::backend::{Backend, BackendError, Capabilities, CasOutcome, CasToken, KeyTtl, SetMode};
 
 /// A backend that keeps nothing: reads miss, writes are accepted and forgotten, deletes find nothing.
 ///
@@ -77,6 +77,24 @@ impl Backend for NullBackend {
         Ok(false)
     }
 
+    async fn persist(&self, _key: &str) -> Result<bool, BackendError> {
+        Ok(false)
+    }
+
+    async fn gets(&self, _key: &str) -> Result<Option<(Bytes, CasToken)>, BackendError> {
+        Ok(None)
+    }
+
+    async fn cas(
+        &self,
+        _key: &str,
+        _value: Bytes,
+        _token: CasToken,
+        _ttl: Option<Duration>,
+    ) -> Result<CasOutcome, BackendError> {
+        Ok(CasOutcome::NotFound)
+    }
+
     async fn delete_match(&self, _pattern: &str) -> Result<u64, BackendError> {
         Ok(0)
     }
@@ -123,7 +141,7 @@ impl Backend for NullBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::SCAN | Capabilities::TTL | Capabilities::SETS
+        Capabilities::SCAN | Capabilities::TTL | Capabilities::SETS | Capabilities::CAS
     }
 }
 

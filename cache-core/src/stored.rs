@@ -51,6 +51,33 @@ impl StoredForm {
     }
 }
 
+impl StoredForm {
+    /// The stored bytes of `key` with the envelope changed by `change` and the payload untouched (not decoded),
+    /// sealed again by the value layers. `None` for a value past its envelope's expiry, which must not come back.
+    pub(crate) fn restamp(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        change: impl FnOnce(&mut EnvelopeMeta),
+    ) -> Result<Option<Bytes>, CacheError> {
+        let opened = self.layers.open(key, bytes)?;
+        let (mut meta, payload) = EnvelopeMeta::read(&opened)?;
+        if meta.is_expired() {
+            return Ok(None);
+        }
+        change(&mut meta);
+        let mut out = Vec::with_capacity(opened.len() + 16);
+        meta.encode(&mut out, |out| {
+            out.extend_from_slice(payload);
+            Ok::<(), CacheError>(())
+        })?;
+        if !self.layers.is_empty() {
+            out = self.layers.seal(key, out);
+        }
+        Ok(Some(Bytes::from(out.into_boxed_slice())))
+    }
+}
+
 fn decode_envelope<T: DeserializeOwned>(bytes: &[u8]) -> Result<(EnvelopeMeta, T), CacheError> {
     let (meta, payload) = EnvelopeMeta::read(bytes)?;
     let value = meta.codec.decode(payload).map_err(CacheError::Decode)?;

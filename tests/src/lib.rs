@@ -937,6 +937,125 @@ impl EtcdServer {
     }
 }
 
+/// A `memcached` on a free loopback port (64 MiB, UDP off), killed on drop. Start several for a pool.
+///
+/// # Example
+/// ```no_run
+/// let Some(memcached) = test_support::MemcachedServer::start() else { return };
+/// assert!(memcached.address().starts_with("127.0.0.1:"));
+/// let stats = memcached.stats().unwrap();
+/// assert!(stats.contains_key("cmd_flush"));
+/// ```
+#[derive(Debug)]
+pub struct MemcachedServer {
+    process: ServerProcess,
+}
+
+impl MemcachedServer {
+    /// Starts a server; `None` when `memcached` is missing (panics instead under `CI=true`).
+    ///
+    /// # Example
+    /// ```no_run
+    /// let servers: Vec<_> = (0..3).filter_map(|_| test_support::MemcachedServer::start()).collect();
+    /// # let _ = servers;
+    /// ```
+    pub fn start() -> Option<MemcachedServer> {
+        let spec = ServerSpec {
+            program: "memcached",
+            install_hint: "install memcached (apt-get install memcached)",
+            args: Box::new(|port, _dir| {
+                let mut args: Vec<OsString> = vec![
+                    "-p".into(),
+                    port.to_string().into(),
+                    "-l".into(),
+                    "127.0.0.1".into(),
+                    "-U".into(),
+                    "0".into(),
+                    "-m".into(),
+                    "64".into(),
+                ];
+                // memcached refuses to run as root unless told which user to be.
+                if running_as_root() {
+                    args.extend(["-u".into(), "root".into()]);
+                }
+                args
+            }),
+            ready: tcp_accepts,
+            also_free: None,
+            startup_timeout: Duration::from_secs(10),
+        };
+        ServerProcess::start(spec).map(|process| MemcachedServer { process })
+    }
+
+    /// `127.0.0.1:PORT`, as the memcached backend and pymemcache name it.
+    ///
+    /// # Example
+    /// ```no_run
+    /// let Some(memcached) = test_support::MemcachedServer::start() else { return };
+    /// assert!(memcached.address().ends_with(&memcached.process().port().to_string()));
+    /// ```
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.process.port())
+    }
+
+    /// `memcached://127.0.0.1:PORT`, for `setup`.
+    ///
+    /// # Example
+    /// ```no_run
+    /// let Some(memcached) = test_support::MemcachedServer::start() else { return };
+    /// assert!(memcached.url().starts_with("memcached://"));
+    /// ```
+    pub fn url(&self) -> String {
+        format!("memcached://{}", self.address())
+    }
+
+    /// The server's `stats` (`cmd_flush`, `curr_items`, `get_hits`, …).
+    ///
+    /// # Example
+    /// ```no_run
+    /// let Some(memcached) = test_support::MemcachedServer::start() else { return };
+    /// assert_eq!(memcached.stats().unwrap()["curr_items"], "0");
+    /// ```
+    pub fn stats(&self) -> io::Result<std::collections::HashMap<String, String>> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.process.port()))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        stream.write_all(b"stats\r\n")?;
+        let mut text = String::new();
+        let mut buf = [0u8; 4096];
+        while !text.ends_with("END\r\n") {
+            let n = stream.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        Ok(text
+            .lines()
+            .filter_map(|line| {
+                let mut words = line.strip_prefix("STAT ")?.splitn(2, ' ');
+                Some((words.next()?.to_owned(), words.next()?.to_owned()))
+            })
+            .collect())
+    }
+
+    /// The underlying process handle (kill, restart).
+    ///
+    /// # Example
+    /// ```no_run
+    /// let Some(memcached) = test_support::MemcachedServer::start() else { return };
+    /// memcached.process().kill();
+    /// memcached.process().restart().unwrap();
+    /// ```
+    pub fn process(&self) -> &ServerProcess {
+        &self.process
+    }
+}
+
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
 /// Collects what a tracing subscriber writes, for asserting on logs and spans.
 ///
 /// # Example

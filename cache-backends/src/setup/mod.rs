@@ -10,6 +10,9 @@
 //! | `redis+cluster://host:port,host:port` or `redis://host:port?cluster=true` | Redis Cluster (seed nodes) |
 //! | `redis+sentinel://host:port,host:port[/db]?service_name=mymaster` | Redis behind Sentinel |
 //! | `unix:///path/to/redis.sock` (or `redis+unix://`) | one Redis server on a unix socket |
+//! | `memcached://host:port[,host:port…]` | memcached servers, keys spread by rendezvous hashing (feature `memcached`) |
+//! | `etcd://host:port` | etcd v3 through its JSON gateway (feature `etcd`) |
+//! | `null://` | stores nothing: caching off by configuration |
 //!
 //! `rediss+cluster://` and `rediss+sentinel://` combine TLS with the other two; fred's own spellings
 //! `redis-cluster://`, `rediss-cluster://`, `redis-sentinel://` and `rediss-sentinel://` work too, and `?db=N`
@@ -53,6 +56,8 @@
 //! | `breaker` | Redis | `false` disables the circuit breaker (on by default) |
 //! | `breaker_failures` | Redis | consecutive failures that open the breaker (default 5) |
 //! | `breaker_cooldown` | Redis | how long the breaker stays open (default `1s`) |
+//! | `prefix`, `pool_size`, `command_timeout` | memcached | as for Redis (pool default 8 per server); `prefix` does not pick the server, as pymemcache's `key_prefix` |
+//! | `retry_attempts`, `retry_timeout`, `dead_timeout` | memcached | pymemcache's failing-server policy (defaults 2, `1s`, `60s`) |
 //! | `strict` | all | `true` makes backend errors reach callers instead of failing open |
 //! | `compress` | all (main URL) | `lz4`: compress values from `compress_min` bytes (`cache_core::layer::Compress`) |
 //! | `compress_min` | all (main URL) | the smallest value compressed, in bytes (default 1024) |
@@ -70,6 +75,7 @@ use cache_core::layer::{KeyMangler, LayeredExt, Observe};
 use cache_core::{Backend, BackendError, Cache, CacheBuilder, Capabilities};
 
 mod etcd;
+mod memcached;
 mod memory;
 mod null;
 mod options;
@@ -77,6 +83,7 @@ mod redis;
 mod registry;
 
 pub use etcd::EtcdUrl;
+pub use memcached::MemcachedUrl;
 pub use memory::MemoryUrl;
 pub use null::NullUrl;
 pub use redis::RedisUrl;
@@ -550,8 +557,8 @@ impl Setup {
     /// use cache_core::Capabilities;
     /// let ok = cache_backends::Setup::new("mem://").require(Capabilities::SETS).build().await;
     /// assert!(ok.is_ok());
-    /// let error = cache_backends::Setup::new("mem://").require(Capabilities::CAS).build().await.unwrap_err();
-    /// assert_eq!(error.to_string(), "the memory backend cannot compare-and-set, which this cache requires");
+    /// let error = cache_backends::Setup::new("null://").require(Capabilities::COUNTERS).build().await.unwrap_err();
+    /// assert_eq!(error.to_string(), "the null backend cannot keep counters, which this cache requires");
     /// # }
     /// ```
     pub fn require(mut self, capabilities: Capabilities) -> Self {

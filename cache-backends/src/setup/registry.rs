@@ -18,6 +18,7 @@ const SCHEMES: &[&Scheme] = &[
     &super::memory::SCHEME,
     &super::null::SCHEME,
     &super::etcd::SCHEME,
+    &super::memcached::SCHEME,
     &super::redis::SCHEME,
 ];
 

@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::wrap::{BackendLayer, Op};
 use crate::backend::BackendError;
 
-const OPS: [Op; 17] = [
+const OPS: [Op; 20] = [
     Op::Get,
     Op::GetMany,
     Op::Set,
@@ -20,6 +20,9 @@ const OPS: [Op; 17] = [
     Op::Expire,
     Op::Ttl,
     Op::Unlock,
+    Op::Persist,
+    Op::Gets,
+    Op::Cas,
     Op::Ping,
     Op::Clear,
     Op::SetAdd,

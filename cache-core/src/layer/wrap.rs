@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::backend::{Backend, BackendError, Capabilities, KeyTtl, SetMode};
+use crate::backend::{Backend, BackendError, Capabilities, CasOutcome, CasToken, KeyTtl, SetMode};
 
 /// A backend operation, as seen by [`BackendLayer::around`].
 ///
@@ -42,6 +42,12 @@ pub enum Op {
     Ttl,
     /// [`Backend::unlock`]
     Unlock,
+    /// [`Backend::persist`]
+    Persist,
+    /// [`Backend::gets`]
+    Gets,
+    /// [`Backend::cas`]
+    Cas,
     /// [`Backend::ping`]
     Ping,
     /// [`Backend::clear`]
@@ -74,6 +80,9 @@ impl Op {
             Op::Expire => "expire",
             Op::Ttl => "ttl",
             Op::Unlock => "unlock",
+            Op::Persist => "persist",
+            Op::Gets => "gets",
+            Op::Cas => "cas",
             Op::Ping => "ping",
             Op::Clear => "clear",
             Op::SetAdd => "set_add",
@@ -332,6 +341,31 @@ impl<L: BackendLayer, B: Backend> Backend for Layered<L, B> {
         let key = self.layer.key(key);
         self.layer
             .around(Op::Unlock, self.inner.unlock(&key, token))
+            .await
+    }
+
+    async fn persist(&self, key: &str) -> Result<bool, BackendError> {
+        let key = self.layer.key(key);
+        self.layer
+            .around(Op::Persist, self.inner.persist(&key))
+            .await
+    }
+
+    async fn gets(&self, key: &str) -> Result<Option<(Bytes, CasToken)>, BackendError> {
+        let key = self.layer.key(key);
+        self.layer.around(Op::Gets, self.inner.gets(&key)).await
+    }
+
+    async fn cas(
+        &self,
+        key: &str,
+        value: Bytes,
+        token: CasToken,
+        ttl: Option<Duration>,
+    ) -> Result<CasOutcome, BackendError> {
+        let key = self.layer.key(key);
+        self.layer
+            .around(Op::Cas, self.inner.cas(&key, value, token, ttl))
             .await
     }
 

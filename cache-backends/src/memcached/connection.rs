@@ -1,0 +1,158 @@
+//! Connections to one memcached server: a small pool, one exchange per checkout, never a half-read reply
+//! left for the next caller.
+//!
+//! Cancel safety: a connection goes back to the pool only after an exchange read every reply it asked for.
+//! When a call is dropped halfway (its caller was cancelled, or the command timeout fired) the connection is
+//! closed instead, so a late reply can never be read as the answer to someone else's request.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use parking_lot::Mutex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+use super::protocol::{parse_reply, Reply};
+use cache_core::BackendError;
+
+/// One open connection and its read buffer.
+pub(crate) struct Connection {
+    stream: TcpStream,
+    read: BytesMut,
+}
+
+impl Connection {
+    async fn open(address: &str) -> Result<Self, BackendError> {
+        let stream = TcpStream::connect(address)
+            .await
+            .map_err(|e| BackendError::Connection(format!("memcached {address}: {e}")))?;
+        // Requests are small and latency matters more than packet count.
+        let _ = stream.set_nodelay(true);
+        Ok(Self {
+            stream,
+            read: BytesMut::with_capacity(16 * 1024),
+        })
+    }
+
+    /// Sends `request` and reads replies until `done` says the exchange is complete, handing each to it.
+    pub(crate) async fn exchange(
+        &mut self,
+        request: &[u8],
+        mut done: impl FnMut(Reply) -> Result<bool, BackendError>,
+    ) -> Result<(), BackendError> {
+        self.stream.write_all(request).await.map_err(io_error)?;
+        loop {
+            while let Some(reply) = parse_reply(&mut self.read)
+                .map_err(|e| BackendError::Other(format!("memcached protocol: {e}")))?
+            {
+                if done(reply)? {
+                    if !self.read.is_empty() {
+                        return Err(BackendError::Other(
+                            "memcached sent more replies than were asked for".into(),
+                        ));
+                    }
+                    return Ok(());
+                }
+            }
+            self.read.reserve(8 * 1024);
+            let read = self
+                .stream
+                .read_buf(&mut self.read)
+                .await
+                .map_err(io_error)?;
+            if read == 0 {
+                return Err(BackendError::Connection(
+                    "memcached closed the connection".into(),
+                ));
+            }
+        }
+    }
+}
+
+fn io_error(error: std::io::Error) -> BackendError {
+    BackendError::Connection(format!("memcached: {error}"))
+}
+
+/// Up to `size` connections to one server, opened on demand.
+pub(crate) struct Pool {
+    address: String,
+    idle: Mutex<Vec<Connection>>,
+    slots: Semaphore,
+}
+
+/// A connection taken from the pool. Dropped without [`Checkout::release`] it is closed.
+pub(crate) struct Checkout<'p> {
+    pool: &'p Pool,
+    pub(crate) connection: Option<Connection>,
+    _slot: SemaphorePermit<'p>,
+}
+
+impl Checkout<'_> {
+    /// The exchange completed: the connection is clean and goes back to the pool.
+    pub(crate) fn release(mut self) {
+        if let Some(connection) = self.connection.take() {
+            self.pool.idle.lock().push(connection);
+        }
+    }
+}
+
+impl Pool {
+    pub(crate) fn new(address: String, size: usize) -> Self {
+        Self {
+            address,
+            idle: Mutex::new(Vec::new()),
+            slots: Semaphore::new(size.max(1)),
+        }
+    }
+
+    pub(crate) fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// A connection: an idle one, or a new one when none is idle and the pool is not full.
+    pub(crate) async fn checkout(&self) -> Result<Checkout<'_>, BackendError> {
+        let slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| BackendError::Connection("memcached pool closed".into()))?;
+        let idle = self.idle.lock().pop();
+        let connection = match idle {
+            Some(connection) => connection,
+            None => Connection::open(&self.address).await?,
+        };
+        Ok(Checkout {
+            pool: self,
+            connection: Some(connection),
+            _slot: slot,
+        })
+    }
+
+    /// Closes every idle connection (after the server failed: they are probably broken too).
+    pub(crate) fn drop_idle(&self) {
+        self.idle.lock().clear();
+    }
+
+    /// Runs one exchange on a pooled connection within `timeout`.
+    pub(crate) async fn run(
+        &self,
+        request: &[u8],
+        timeout: Duration,
+        done: impl FnMut(Reply) -> Result<bool, BackendError>,
+    ) -> Result<(), BackendError> {
+        let exchange = async {
+            let mut checkout = self.checkout().await?;
+            let connection = checkout
+                .connection
+                .as_mut()
+                .ok_or_else(|| BackendError::Other("memcached connection missing".into()))?;
+            connection.exchange(request, done).await?;
+            checkout.release();
+            Ok(())
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| BackendError::Timeout(timeout))?
+    }
+}

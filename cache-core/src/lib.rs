@@ -42,6 +42,7 @@ mod key;
 pub mod layer;
 mod memory;
 mod metrics;
+mod namespace;
 mod null;
 pub mod regions;
 mod router;
@@ -66,6 +67,7 @@ pub use glob::GlobMatcher;
 pub use key::{render_key, KeyArg, KeyBuilder, KeyFormat, KeyWriter};
 pub use memory::{MemoryBackend, MemoryBackendBuilder};
 pub use metrics::MetricsSnapshot;
+pub use namespace::DEFAULT_NAMESPACE_REFRESH;
 pub use null::NullBackend;
 
 pub use async_trait::async_trait;

@@ -37,6 +37,12 @@ pub async fn invalidate_tags(cache: &Cache, tags: &[String]) -> u64 {
     cache.delete_tags(&tags).await.unwrap_or(0)
 }
 
+/// Clears namespace `name` of `cache` (`#[invalidates(namespace = "...")]`). Honours a disabled `DELETE` in the
+/// current scope. Fails open: a backend failure is logged and counted by the cache, and reads as `false`.
+pub async fn clear_namespace(cache: &Cache, name: &str) -> bool {
+    cache.namespace(name).clear().await.is_ok()
+}
+
 /// Makes a missing [`KeyArg`] impl point at the argument the macro spans this call with.
 #[inline(always)]
 pub fn assert_key_arg<T: KeyArg + ?Sized>(_: &T) {}

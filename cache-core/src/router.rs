@@ -21,6 +21,18 @@ impl Router {
         Self { default, routes }
     }
 
+    /// The same routes over backends replaced by `wrap` (namespace views wrap every backend).
+    pub(crate) fn map(&self, wrap: impl Fn(&Arc<dyn Backend>) -> Arc<dyn Backend>) -> Router {
+        Router {
+            default: wrap(&self.default),
+            routes: self
+                .routes
+                .iter()
+                .map(|(prefix, backend)| (prefix.clone(), wrap(backend)))
+                .collect(),
+        }
+    }
+
     pub(crate) fn backend_for(&self, key: &str) -> &Arc<dyn Backend> {
         self.routes
             .iter()

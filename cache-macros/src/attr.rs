@@ -241,6 +241,7 @@ const COMMON_OPTIONS: &[&str] = &[
     "in_impl",
     "crate",
     "region",
+    "namespace",
 ];
 
 const ALL_KINDS: [MacroKind; 5] = [
@@ -420,6 +421,8 @@ pub(crate) struct CachedOptions {
     pub(crate) prefix: Option<LitStr>,
     /// `region = "feature-name"`: on/off switch, TTL and cache from the region table at call time.
     pub(crate) region: Option<LitStr>,
+    /// `namespace = "tenant:{tenant_id}"`: entries live in that namespace of the cache.
+    pub(crate) namespace: Option<LitStr>,
     pub(crate) skip: Vec<Ident>,
     pub(crate) cache: Option<Expr>,
     pub(crate) condition: Option<Expr>,
@@ -584,6 +587,7 @@ impl CachedOptions {
             key: None,
             prefix: None,
             region: None,
+            namespace: None,
             skip: Vec::new(),
             cache: None,
             condition: None,
@@ -629,6 +633,10 @@ impl CachedOptions {
                 "prefix" => options.prefix = errors.ok(expect_str(option, "prefix = \"users\"")),
                 "region" => {
                     options.region = errors.ok(expect_str(option, "region = \"feature-name\""));
+                }
+                "namespace" => {
+                    options.namespace =
+                        errors.ok(expect_str(option, "namespace = \"tenant:{tenant_id}\""));
                 }
                 "skip" => match option.value {
                     RawValue::List(_, names) => {
@@ -844,9 +852,11 @@ pub(crate) struct InvalidatesArgs {
     pub(crate) targets: Vec<Expr>,
     /// `tag = "user:{id}"` / `tags = [...]`: tag templates whose entries are dropped after success.
     pub(crate) tags: Vec<LitStr>,
+    /// `namespace = "tenant:{tenant_id}"`: a namespace cleared after success.
+    pub(crate) namespace: Option<LitStr>,
 }
 
-const INVALIDATES_OPTIONS: &[&str] = &["cache", "result", "crate", "tag", "tags"];
+const INVALIDATES_OPTIONS: &[&str] = &["cache", "result", "crate", "tag", "tags", "namespace"];
 
 impl Parse for InvalidatesArgs {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
@@ -857,6 +867,7 @@ impl Parse for InvalidatesArgs {
             result: None,
             targets: Vec::new(),
             tags: Vec::new(),
+            namespace: None,
         };
         let mut errors = Errors::default();
         let mut seen = Seen::new(INVALIDATES_OPTIONS);
@@ -874,6 +885,10 @@ impl Parse for InvalidatesArgs {
             match name.as_str() {
                 "cache" => args.cache = errors.ok(expect_expr(option, "cache = EXPR")),
                 "result" => args.result = errors.ok(expect_bool(option)),
+                "namespace" => {
+                    args.namespace =
+                        errors.ok(expect_str(option, "namespace = \"tenant:{tenant_id}\""));
+                }
                 "tag" | "tags" => {
                     if let Some(tags) = errors.ok(expect_tags(option)) {
                         args.tags.extend(tags);

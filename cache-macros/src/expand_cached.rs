@@ -77,6 +77,8 @@ struct Ctx<'a> {
     template: Option<Template>,
     /// `tags = [...]`, each a template rendered like the key.
     tags: Vec<Template>,
+    /// `namespace = "..."`, rendered like the key.
+    namespace: Option<Template>,
     shape: TokenStream,
     out: Type,
 }
@@ -116,7 +118,7 @@ fn check_owned_args(item: &FnItem, options: &CachedOptions, errors: &mut Errors)
 
 /// The entry point of every caching macro (`#[cached]`, `#[cache_early]`, ...): they differ only in the
 /// strategy `options` resolved to.
-pub(crate) fn expand(options: CachedOptions, item: FnItem) -> syn::Result<TokenStream> {
+pub(crate) fn expand(mut options: CachedOptions, item: FnItem) -> syn::Result<TokenStream> {
     let mut errors = Errors::default();
     let macro_name = options.kind.name();
     check_signature(&item.sig, macro_name, &mut errors);
@@ -195,6 +197,21 @@ pub(crate) fn expand(options: CachedOptions, item: FnItem) -> syn::Result<TokenS
         "`self` is not available in this tag: `{}` has no `self` receiver",
         name.unraw()
     );
+    let no_self_namespace = format!(
+        "`self` is not available in this namespace: `{}` has no `self` receiver",
+        name.unraw()
+    );
+    let namespace = options
+        .namespace
+        .as_ref()
+        .and_then(|lit| errors.ok(Template::parse(lit)))
+        .inspect(|template| {
+            let self_error = info
+                .receiver
+                .is_none()
+                .then_some(no_self_namespace.as_str());
+            errors.ok(template.check_names(&names, self_error));
+        });
     let mut tags = Vec::new();
     for lit in &options.tags {
         match Template::parse(lit) {
@@ -235,6 +252,11 @@ pub(crate) fn expand(options: CachedOptions, item: FnItem) -> syn::Result<TokenS
         }
     }
     errors.finish()?;
+    if namespace.is_some() {
+        // Every entry of one namespace is dropped by clearing it; there is no "every namespace" to scan.
+        options.companions.invalidate_all = false;
+    }
+    let options = options;
 
     let krate = &options.krate;
     let strict = options.strict.is_some_and(|(value, _)| value);
@@ -260,7 +282,8 @@ pub(crate) fn expand(options: CachedOptions, item: FnItem) -> syn::Result<TokenS
     let companion_receiver = options.companions.any()
         && (cache_uses_self
             || template.as_ref().is_some_and(Template::mentions_self)
-            || tags.iter().any(Template::mentions_self));
+            || tags.iter().any(Template::mentions_self)
+            || namespace.as_ref().is_some_and(Template::mentions_self));
     let ctx = Ctx {
         options: &options,
         item: &item,
@@ -273,6 +296,7 @@ pub(crate) fn expand(options: CachedOptions, item: FnItem) -> syn::Result<TokenS
         companion_receiver,
         template,
         tags,
+        namespace,
         shape,
     };
     Ok(if options.companions.any() {
@@ -570,6 +594,30 @@ impl Ctx<'_> {
         })
     }
 
+    /// With `namespace = "..."`: a statement rebinding `cache` to the namespace view for these arguments
+    /// (`destructure` binds pattern arguments first). Nothing without one.
+    fn namespace_statement(&self, cache: &Ident, destructure: bool) -> TokenStream {
+        let Some(namespace) = &self.namespace else {
+            return TokenStream::new();
+        };
+        let krate = self.krate;
+        let kb = local("__kb");
+        let bind = if destructure {
+            self.info.destructure()
+        } else {
+            TokenStream::new()
+        };
+        let statements = namespace.render(&kb, krate);
+        quote! {
+            let #cache: #krate::__private::Cache = #cache.namespace(&{
+                #bind
+                let mut #kb = #krate::__private::KeyBuilder::new();
+                #statements
+                #kb.finish()
+            });
+        }
+    }
+
     /// A block evaluating to the glob pattern matching every key of this function.
     fn pattern_block(&self) -> TokenStream {
         let krate = self.krate;
@@ -671,9 +719,11 @@ impl Ctx<'_> {
             ),
             None => (TokenStream::new(), ttl_value),
         };
+        let namespace_binding = self.namespace_statement(&cache, destructure);
         let mut statements = quote! {
             #region_binding
             #cache_binding
+            #namespace_binding
             let #key: #krate::__private::String = #key_value;
             let #ttl: #krate::__private::Option<#krate::__private::Duration> = #ttl_value;
             let #options: #krate::__private::Options<#out> = #options_value;
@@ -1010,6 +1060,7 @@ impl Ctx<'_> {
         }
 
         let cache_value = self.cache();
+        let namespace_binding = self.namespace_statement(&cache, true);
         if companions.invalidate {
             let invalidate_sig = self.signature(SigSpec {
                 name: self.companion_name("invalidate"),
@@ -1028,6 +1079,7 @@ impl Ctx<'_> {
             );
             let body = quote!({
                 let #cache: #krate::__private::Cache = #cache_value;
+                #namespace_binding
                 let #key: #krate::__private::String = #key_call;
                 async move { #krate::__private::invalidate(&#cache, &#key).await }
             });
@@ -1112,6 +1164,7 @@ impl Ctx<'_> {
             };
             let body = quote!({
                 let #cache: #krate::__private::Cache = #cache_value;
+                #namespace_binding
                 let #key: #krate::__private::String = #key_call;
                 let #ttl: #krate::__private::Option<#krate::__private::Duration> = #ttl_value;
                 let #options: #krate::__private::Options<#out> = #set_options;
@@ -1141,6 +1194,7 @@ impl Ctx<'_> {
             };
             let body = quote!({
                 let #cache: #krate::__private::Cache = #cache_value;
+                #namespace_binding
                 let #key: #krate::__private::String = #key_call;
                 #peek_call
             });

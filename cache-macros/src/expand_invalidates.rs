@@ -135,10 +135,13 @@ pub(crate) fn expand(args: InvalidatesArgs, item: FnItem) -> syn::Result<TokenSt
     let Some(info) = errors.ok(sig::analyze(&item.sig)) else {
         return errors.finish().map(|()| TokenStream::new());
     };
-    if args.targets.is_empty() && args.tags.is_empty() {
+    if args.targets.is_empty() && args.tags.is_empty() && args.namespace.is_none() {
         errors.push(syn::Error::new(
             Span::call_site(),
-            format!("`#[invalidates]` needs at least one target; {TARGET_HELP}, or a tag such as `tag = \"user:{{id}}\"`"),
+            format!(
+                "`#[invalidates]` needs at least one target; {TARGET_HELP}, a tag such as `tag = \"user:{{id}}\"`, \
+                 or a namespace such as `namespace = \"tenant:{{tenant_id}}\"`"
+            ),
         ));
     }
     let krate = &args.krate;
@@ -163,6 +166,11 @@ pub(crate) fn expand(args: InvalidatesArgs, item: FnItem) -> syn::Result<TokenSt
     }
     if let Some(future) = errors.ok(tags_future(&args.tags, &info, &fn_name, &cache, krate)) {
         futures.extend(future);
+    }
+    if let Some(lit) = &args.namespace {
+        if let Some(future) = errors.ok(namespace_future(lit, &info, &fn_name, &cache, krate)) {
+            futures.push(future);
+        }
     }
     errors.finish()?;
 
@@ -242,6 +250,39 @@ fn tags_future(
         let #tags_var = #krate::__private::Vec::<#krate::__private::String>::from([#(#rendered),*]);
         async move { #krate::__private::invalidate_tags(&#cache_var, &#tags_var).await }
     })))
+}
+
+/// `namespace = "tenant:{id}"`: the name rendered now, one future clearing that namespace.
+fn namespace_future(
+    lit: &syn::LitStr,
+    info: &SigInfo,
+    fn_name: &str,
+    cache: &dyn Fn() -> TokenStream,
+    krate: &Path,
+) -> syn::Result<TokenStream> {
+    let template = Template::parse(lit)?;
+    let no_self =
+        format!("`self` is not available in this namespace: `{fn_name}` has no `self` receiver");
+    template.check_names(
+        &info.binding_names(),
+        info.receiver.is_none().then_some(no_self.as_str()),
+    )?;
+    let kb = Ident::new("__kb", Span::mixed_site());
+    let statements = template.render(&kb, krate);
+    let (cache_var, name_var) = (
+        Ident::new("__cache", Span::mixed_site()),
+        Ident::new("__namespace", Span::mixed_site()),
+    );
+    let cache_value = cache();
+    Ok(quote!({
+        let #cache_var: #krate::__private::Cache = #cache_value;
+        let #name_var: #krate::__private::String = {
+            let mut #kb = #krate::__private::KeyBuilder::new();
+            #statements
+            #kb.finish()
+        };
+        async move { #krate::__private::clear_namespace(&#cache_var, &#name_var).await }
+    }))
 }
 
 fn local_out() -> Ident {

@@ -116,6 +116,7 @@ fn run<O>(
 /// | `in_impl = true` | says that a function without `self` and without `Self` in its signature is an associated function (inside an `impl` block). |
 /// | `crate = path` | where `cachette` is, for renamed dependencies (default `::cachette`). |
 /// | `region = "feature-name"` | the region (`cachette::regions`, filled by `cachette::Config` from a settings file) decides at call time: caching off → the body runs and the cache is not touched; its TTL replaces `ttl`; its own cache replaces `cache`. Names are collected at link time so installing settings without the region fails. |
+/// | `namespace = "tenant:{tenant_id}"` | entries live in that namespace of the cache (`Cache::namespace`, the multi-tenant recipe); the template renders like a key. Clearing the namespace (`#[invalidates(namespace = ...)]`) drops them all in O(1) on every backend, memcached included. `NAME_invalidate_all` is not generated (clear the namespace instead). |
 /// | `time_condition = "1s"` | stores only results whose body took at least this long (cheap results are not worth a round trip). A duration literal or a `Duration` expression. |
 /// | `tags = ["user:{user.id}", "users"]` | registers the entry under these tags, each a key template with the same placeholders as `key`; `cache.delete_tags(&["user:42"])` or `#[invalidates(tag = "user:{id}")]` drops every entry of a tag. |
 /// | `soft_ttl = "10m"` | soft expiry (cashews' `soft_ttl`): after it the next call recomputes; if that returns `Err` (or fails the condition) the stale value is served, until `ttl`. Needs `ttl`, must be shorter than it. Reported to `detect` as strategy `"soft"`, stale. |
@@ -454,6 +455,7 @@ pub fn cached_many(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// | `get_user(..)` | every entry of `get_user` (calls `get_user_invalidate_all()`) |
 /// | `"user:{id}:*"` | every key matching the glob pattern: literal text is kept as is (so `*`, `?` and `[..]` are wildcards) and placeholders are the escaped argument values, as in `#[cached]` key templates |
 /// | `tag = "user:{id}"`, `tags = ["user:{id}", "users"]` | every entry registered under these tags (`#[cached(tags = [...])]`); the templates render like keys |
+/// | `namespace = "tenant:{tenant_id}"` | clears that namespace (`Cache::namespace(..).clear()`): every entry stored in it, by any function, in O(1) |
 ///
 /// The targets are evaluated **before** the body runs (the key of each entry is rendered then), so the body may
 /// consume the arguments; the deletions happen after it. An argument the body needs by value must be cloned in

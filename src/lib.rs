@@ -58,9 +58,10 @@ pub use cache_core::*;
 
 pub use cache_backends::setup;
 pub use cache_backends::{
-    breaker, build_cache, circuit_breaker, known_schemes, parse_url, setup_with_prefix,
+    breaker, build_cache, circuit_breaker, fallback, known_schemes, parse_url, setup_with_prefix,
     BackendSpec, Breaker, BreakerState, CacheUrl, CircuitBreaker, CircuitBreakerBuilder, EtcdUrl,
-    LayerOptions, MemcachedUrl, MemoryUrl, NullUrl, RedisUrl, Scheme, Setup, SetupError, UrlParts,
+    FallbackBackend, FallbackStats, LayerOptions, MemcachedUrl, MemoryUrl, NullUrl, RedisUrl,
+    Scheme, Setup, SetupError, UrlParts,
 };
 #[cfg(feature = "config")]
 pub use cache_backends::{config, CacheSection, Config, ConfigError, RegionSection, Scalar};

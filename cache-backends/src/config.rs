@@ -74,7 +74,7 @@ pub struct CacheSection {
     /// `false`: the null backend (nothing cached) and every region off.
     #[serde(default = "yes")]
     pub enabled: bool,
-    /// `memory`, `redis`, `null` or a setup URL.
+    /// `memory`, `redis`, `memcached`, `null` or a setup URL.
     #[serde(default = "memory")]
     pub backend: String,
     /// The default TTL of the regions (integer seconds or a duration such as `"10m"`).
@@ -313,6 +313,7 @@ impl Config {
             "memory" | "mem" => "mem://".to_owned(),
             "redis" => "redis://127.0.0.1:6379/0".to_owned(),
             "null" => "null://".to_owned(),
+            "memcached" => "memcached://127.0.0.1:11211".to_owned(),
             url if url.contains("://") => url.to_owned(),
             other => {
                 return Err(ConfigError::Invalid {
@@ -320,7 +321,7 @@ impl Config {
                     line: 0,
                     key: Some("cache.backend".to_owned()),
                     message: format!(
-                        "unknown backend {other:?}: use memory, redis, null or a URL such as redis://host:6379/0"
+                        "unknown backend {other:?}: use memory, redis, memcached, null or a URL such as redis://host:6379/0"
                     ),
                 })
             }

@@ -21,6 +21,7 @@ pub mod breaker;
 pub mod config;
 #[cfg(feature = "etcd")]
 pub mod etcd;
+pub mod fallback;
 #[cfg(feature = "memcached")]
 pub mod memcached;
 #[cfg(feature = "redis")]
@@ -32,6 +33,7 @@ pub use breaker::{circuit_breaker, Breaker, BreakerState, CircuitBreaker, Circui
 pub use config::{CacheSection, Config, ConfigError, RegionSection, Scalar};
 #[cfg(feature = "etcd")]
 pub use etcd::{EtcdBackend, EtcdBackendBuilder};
+pub use fallback::{FallbackBackend, FallbackStats};
 #[cfg(feature = "memcached")]
 pub use memcached::{MemcachedBackend, MemcachedBackendBuilder};
 #[cfg(feature = "redis")]

@@ -58,6 +58,8 @@
 //! | `breaker_cooldown` | Redis | how long the breaker stays open (default `1s`) |
 //! | `prefix`, `pool_size`, `command_timeout` | memcached | as for Redis (pool default 8 per server); `prefix` does not pick the server, as pymemcache's `key_prefix` |
 //! | `retry_attempts`, `retry_timeout`, `dead_timeout` | memcached | pymemcache's failing-server policy (defaults 2, `1s`, `60s`) |
+//! | `fallback` | all (main URL) | the URL of the backend being replaced, percent-encoded when it has options of its own: reads that miss go there, deletes reach both (`FallbackBackend`; migration recipe in the README) |
+//! | `fallback_warm` | with `fallback` | `false`: do not copy the old backend's hits into the new one (default `true`) |
 //! | `strict` | all | `true` makes backend errors reach callers instead of failing open |
 //! | `compress` | all (main URL) | `lz4`: compress values from `compress_min` bytes (`cache_core::layer::Compress`) |
 //! | `compress_min` | all (main URL) | the smallest value compressed, in bytes (default 1024) |
@@ -184,6 +186,10 @@ pub struct CacheUrl {
     pub strict: bool,
     /// The layer options.
     pub layers: LayerOptions,
+    /// `fallback=<url>`: the backend being replaced, read when this one misses ([`FallbackBackend`](crate::FallbackBackend)).
+    pub fallback: Option<Box<CacheUrl>>,
+    /// `fallback_warm=false` turns off copying the old backend's hits into the new one.
+    pub fallback_warm_up: bool,
 }
 
 /// The layer options of a cache URL, which every scheme accepts (see the [module docs](self)).
@@ -380,6 +386,23 @@ pub fn parse_url(url: &str) -> Result<CacheUrl, SetupError> {
     // is an error.
     let strict = take_bool(&mut options, "strict")?.unwrap_or(false);
     let layers = take_layer_options(&mut options)?;
+    let fallback = match take_string(&mut options, "fallback") {
+        Some(old) => {
+            let old = parse_url(&old)?;
+            if old.layers.has_value_layers() || old.fallback.is_some() {
+                return Err(invalid(
+                    "the fallback URL takes neither value layers (compress, secret: those of the main URL apply) \
+                     nor a fallback of its own",
+                ));
+            }
+            Some(Box::new(old))
+        }
+        None => None,
+    };
+    let fallback_warm_up = match take_bool(&mut options, "fallback_warm")? {
+        Some(_) if fallback.is_none() => return Err(invalid("fallback_warm needs fallback=<url>")),
+        value => value.unwrap_or(true),
+    };
     let backend = parse(
         &UrlParts {
             url,
@@ -396,6 +419,8 @@ pub fn parse_url(url: &str) -> Result<CacheUrl, SetupError> {
         backend,
         strict,
         layers,
+        fallback,
+        fallback_warm_up,
     })
 }
 
@@ -424,7 +449,14 @@ impl CacheUrl {
     }
 
     async fn connect_backend(&self) -> Result<Arc<dyn Backend>, SetupError> {
-        self.backend.connect().await
+        let backend = self.backend.connect().await?;
+        let Some(old) = &self.fallback else {
+            return Ok(backend);
+        };
+        let old = Box::pin(old.connect()).await?;
+        Ok(Arc::new(
+            crate::FallbackBackend::from_arcs(backend, old).warm_up(self.fallback_warm_up),
+        ))
     }
 
     /// The backend description as its concrete type (a [`MemoryUrl`], a [`RedisUrl`], …), if it is one.

@@ -130,6 +130,83 @@ async fn get_profile_redis(id: u64) -> Profile {
     make_profile(id)
 }
 
+/// Set once the memcached server is up.
+static MEMCACHED: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+
+/// Ours on memcached: the same function with another cache.
+#[cachette::cached(ttl = "1h", cache = MEMCACHED.get().expect("memcached cache set up"))]
+async fn get_profile_memcached(id: u64) -> Profile {
+    make_profile(id)
+}
+
+/// The raw peer for memcached: the same connection set-up as our backend (a pool of `MEMCACHED_POOL` connections
+/// to one server, a connection taken per call) and one meta-protocol `mg <key> v` + rmp-serde decode per call,
+/// without anything a cache adds (routing, key checks, envelope, timeouts).
+struct RawMemcached {
+    idle: std::sync::Mutex<Vec<tokio::io::BufStream<tokio::net::TcpStream>>>,
+    slots: tokio::sync::Semaphore,
+    address: String,
+}
+
+const MEMCACHED_POOL: usize = 8;
+
+impl RawMemcached {
+    fn new(address: String) -> Self {
+        Self {
+            idle: std::sync::Mutex::new(Vec::new()),
+            slots: tokio::sync::Semaphore::new(MEMCACHED_POOL),
+            address,
+        }
+    }
+
+    async fn call(&self, request: &[u8]) -> Option<Vec<u8>> {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+        let _slot = self.slots.acquire().await.unwrap();
+        let idle = self.idle.lock().unwrap().pop();
+        let mut conn = match idle {
+            Some(conn) => conn,
+            None => {
+                let stream = tokio::net::TcpStream::connect(&self.address).await.unwrap();
+                stream.set_nodelay(true).unwrap();
+                tokio::io::BufStream::new(stream)
+            }
+        };
+        conn.write_all(request).await.unwrap();
+        conn.flush().await.unwrap();
+        let mut line = String::new();
+        conn.read_line(&mut line).await.unwrap();
+        let value = match line.strip_prefix("VA ") {
+            Some(rest) => {
+                let size: usize = rest.split_whitespace().next().unwrap().parse().unwrap();
+                let mut data = vec![0; size + 2];
+                conn.read_exact(&mut data).await.unwrap();
+                data.truncate(size);
+                Some(data)
+            }
+            None => None,
+        };
+        self.idle.lock().unwrap().push(conn);
+        value
+    }
+}
+
+/// Raw meta protocol: `mg` + decode; on a miss the body, encode and `ms` with the same TTL.
+async fn peer_memcached(raw: &RawMemcached, id: u64) -> Profile {
+    let key = profile_key(":get_profile_mc_raw", id);
+    if let Some(data) = raw.call(format!("mg {key} v\r\n").as_bytes()).await {
+        if let Ok(v) = rmp_serde::from_slice(&data) {
+            return v;
+        }
+    }
+    let v = make_profile(id);
+    let bytes = rmp_serde::to_vec_named(&v).unwrap();
+    let mut request = format!("ms {key} {} T{}\r\n", bytes.len(), TTL.as_secs()).into_bytes();
+    request.extend_from_slice(&bytes);
+    request.extend_from_slice(b"\r\n");
+    raw.call(&request).await;
+    v
+}
+
 /// A slow body for the stampede: long enough that every caller arrives while it runs.
 async fn slow_body(id: u64) -> Profile {
     BODY_RUNS.fetch_add(1, Ordering::Relaxed);
@@ -563,8 +640,9 @@ fn main() {
         report.lines.push(format!("STAMPEDE body_runs {runs}"));
     }
 
-    // ----- Redis -----
+    // ----- Redis, memcached -----
     redis_rows(plan, &mut report);
+    memcached_rows(plan, &mut report);
 
     report.print();
     eprintln!("compare: done in {:.1} s", started.elapsed().as_secs_f64());
@@ -591,6 +669,56 @@ fn rand_id() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64 % 1_000_000)
         * 1_000_000
+}
+
+fn memcached_rows(plan: Plan, report: &mut Report) {
+    let Some(server) = test_support::MemcachedServer::start() else {
+        eprintln!("SKIP: memcached is not installed: the memcached rows were NOT measured");
+        report.row("memcached rows", "SKIPPED", "memcached missing".into());
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let backend = cachette::MemcachedBackend::builder()
+        .servers([server.address()])
+        .pool_size(MEMCACHED_POOL)
+        .build();
+    let _ = MEMCACHED.set(Cache::builder().backend(backend).build());
+    let raw = Arc::new(RawMemcached::new(server.address()));
+    rt.block_on(async {
+        for id in 0..KEYS {
+            let v = get_profile_memcached(id).await;
+            assert_eq!(v, peer_memcached(&raw, id).await);
+        }
+    });
+    for concurrency in [1u64, 64] {
+        let r = raw.clone();
+        let [ours, peer] = interleaved(
+            plan.redis_runs,
+            plan.redis_ops,
+            &mut [
+                concurrent_throughput(&rt, concurrency, get_profile_memcached),
+                concurrent_throughput(&rt, concurrency, move |id| {
+                    let r = r.clone();
+                    async move { peer_memcached(&r, id).await }
+                }),
+            ],
+        )[..] else {
+            unreachable!()
+        };
+        let what = format!("hit, memcached, {concurrency} tasks");
+        report.row(what.clone(), "ours (cached fn)", ops(ours));
+        report.row(what, "raw mg + rmp-serde", ops(peer));
+        report.ratio(
+            &format!("memcached_hit_{concurrency}_vs_raw_mg"),
+            peer / ours,
+        );
+    }
+    drop(rt);
+    drop(server);
 }
 
 fn redis_rows(plan: Plan, report: &mut Report) {

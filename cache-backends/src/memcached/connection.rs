@@ -16,10 +16,11 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use super::protocol::{parse_reply, Reply};
 use cache_core::BackendError;
 
-/// One open connection and its read buffer.
+/// One open connection and its buffers (kept between calls: no allocation per request).
 pub(crate) struct Connection {
     stream: TcpStream,
     read: BytesMut,
+    write: BytesMut,
 }
 
 impl Connection {
@@ -32,16 +33,24 @@ impl Connection {
         Ok(Self {
             stream,
             read: BytesMut::with_capacity(16 * 1024),
+            write: BytesMut::with_capacity(1024),
         })
     }
 
-    /// Sends `request` and reads replies until `done` says the exchange is complete, handing each to it.
+    /// Sends the request `write` puts into the connection's buffer and reads replies until `done` says the
+    /// exchange is complete, handing each to it.
     pub(crate) async fn exchange(
         &mut self,
-        request: &[u8],
+        write: impl FnOnce(&mut BytesMut),
         mut done: impl FnMut(Reply) -> Result<bool, BackendError>,
     ) -> Result<(), BackendError> {
-        self.stream.write_all(request).await.map_err(io_error)?;
+        self.write.clear();
+        write(&mut self.write);
+        self.stream.write_all(&self.write).await.map_err(io_error)?;
+        if self.write.capacity() > 64 * 1024 {
+            // A large multi-set made it big; don't keep that per connection.
+            self.write = BytesMut::with_capacity(1024);
+        }
         loop {
             while let Some(reply) = parse_reply(&mut self.read)
                 .map_err(|e| BackendError::Other(format!("memcached protocol: {e}")))?
@@ -137,7 +146,7 @@ impl Pool {
     /// Runs one exchange on a pooled connection within `timeout`.
     pub(crate) async fn run(
         &self,
-        request: &[u8],
+        write: impl FnOnce(&mut BytesMut),
         timeout: Duration,
         done: impl FnMut(Reply) -> Result<bool, BackendError>,
     ) -> Result<(), BackendError> {
@@ -147,7 +156,7 @@ impl Pool {
                 .connection
                 .as_mut()
                 .ok_or_else(|| BackendError::Other("memcached connection missing".into()))?;
-            connection.exchange(request, done).await?;
+            connection.exchange(write, done).await?;
             checkout.release();
             Ok(())
         };

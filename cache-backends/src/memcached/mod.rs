@@ -29,12 +29,13 @@ mod connection;
 mod protocol;
 mod ring;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use cache_core::layer::KeyMangler;
+use cache_core::layer::{BackendLayer, KeyMangler};
 use cache_core::{Backend, BackendError, Capabilities, CasOutcome, CasToken, KeyTtl, SetMode};
 use futures_util::future::join_all;
 
@@ -162,8 +163,8 @@ impl MemcachedBackend {
         ring::pick(live, key).map(|i| &servers[i])
     }
 
-    fn wire_key(&self, key: &str) -> String {
-        self.inner.keys.key_for(key)
+    fn wire_key<'k>(&self, key: &'k str) -> Cow<'k, str> {
+        BackendLayer::key(&self.inner.keys, key)
     }
 
     /// Runs one exchange with the server of `key`; `None` when the server is skipped (failing, or no server in
@@ -171,7 +172,7 @@ impl MemcachedBackend {
     async fn call(
         &self,
         server: &Server,
-        request: &[u8],
+        request: impl FnOnce(&mut BytesMut),
         done: impl FnMut(Reply) -> Result<bool, BackendError>,
     ) -> Option<Result<(), BackendError>> {
         let policy = &self.inner.policy;
@@ -199,14 +200,17 @@ impl MemcachedBackend {
         let Some(server) = self.route(key) else {
             return Ok(None);
         };
-        let mut request = BytesMut::with_capacity(64);
-        write(&mut Requests(&mut request), &self.wire_key(key));
+        let wire_key = self.wire_key(key);
         let mut answer = None;
         let result = self
-            .call(server, &request, |reply| {
-                answer = Some(reply);
-                Ok(true)
-            })
+            .call(
+                server,
+                |buf| write(&mut Requests(buf), &wire_key),
+                |reply| {
+                    answer = Some(reply);
+                    Ok(true)
+                },
+            )
             .await;
         match result {
             None => Ok(None),
@@ -404,18 +408,20 @@ impl Backend for MemcachedBackend {
     async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>, BackendError> {
         let mut out: Vec<Option<Bytes>> = vec![None; keys.len()];
         let batches = self.group(keys).into_iter().map(|(server, positions)| {
-            let mut request = BytesMut::with_capacity(positions.len() * 48);
-            let mut requests = Requests(&mut request);
-            for &i in &positions {
-                // Quiet: misses send nothing; `mn` marks the end. The opaque is the key's position.
-                requests.meta_get(&self.wire_key(keys[i]), &format!("v q O{i}"));
-            }
-            requests.noop();
             async move {
+                let positions = &positions;
+                let request = |buf: &mut BytesMut| {
+                    let mut requests = Requests(buf);
+                    for &i in positions {
+                        // Quiet: misses send nothing; `mn` marks the end. The opaque is the key's position.
+                        requests.meta_get(&self.wire_key(keys[i]), &format!("v q O{i}"));
+                    }
+                    requests.noop();
+                };
                 let mut found: Vec<(usize, Bytes)> = Vec::new();
                 let mut failure = None;
                 let result = self
-                    .call(server, &request, |reply| match reply {
+                    .call(server, request, |reply| match reply {
                         Reply::Noop => Ok(true),
                         Reply::Value(data, flags) => {
                             let slot = flags.opaque.map(|o| o as usize);
@@ -473,19 +479,21 @@ impl Backend for MemcachedBackend {
     ) -> Result<(), BackendError> {
         let keys: Vec<&str> = entries.iter().map(|(k, _)| *k).collect();
         let flags = format!("T{} q", ttl_token(ttl));
+        let flags = &flags;
         let batches = self.group(&keys).into_iter().map(|(server, positions)| {
-            let mut request = BytesMut::new();
-            let mut requests = Requests(&mut request);
-            for &i in &positions {
-                let (key, value) = &entries[i];
-                requests.meta_set(&self.wire_key(key), value, &flags);
-            }
-            requests.noop();
+            let request = move |buf: &mut BytesMut| {
+                let mut requests = Requests(buf);
+                for &i in &positions {
+                    let (key, value) = &entries[i];
+                    requests.meta_set(&self.wire_key(key), value, flags);
+                }
+                requests.noop();
+            };
             async move {
                 let mut failure = None;
                 // Quiet sets answer only when something went wrong.
                 let result = self
-                    .call(server, &request, |reply| match reply {
+                    .call(server, request, |reply| match reply {
                         Reply::Noop => Ok(true),
                         Reply::Error(message) => {
                             failure = Some(server_error(&message));
@@ -513,16 +521,17 @@ impl Backend for MemcachedBackend {
 
     async fn delete_many(&self, keys: &[&str]) -> Result<u64, BackendError> {
         let batches = self.group(keys).into_iter().map(|(server, positions)| {
-            let mut request = BytesMut::new();
-            let mut requests = Requests(&mut request);
-            for &i in &positions {
-                requests.meta_delete(&self.wire_key(keys[i]), "");
-            }
             let expected = positions.len();
+            let request = move |buf: &mut BytesMut| {
+                let mut requests = Requests(buf);
+                for &i in &positions {
+                    requests.meta_delete(&self.wire_key(keys[i]), "");
+                }
+            };
             async move {
                 let (mut replies, mut deleted) = (0, 0);
                 let result = self
-                    .call(server, &request, |reply| {
+                    .call(server, request, |reply| {
                         replies += 1;
                         match reply {
                             Reply::Done(_) => deleted += 1,
@@ -644,16 +653,18 @@ impl Backend for MemcachedBackend {
     }
 
     async fn ping(&self) -> Result<(), BackendError> {
-        let mut request = BytesMut::new();
-        Requests(&mut request).version();
         for server in &self.inner.servers {
             let mut version = None;
             let result = server
                 .pool
-                .run(&request, self.inner.timeout, |reply| {
-                    version = Some(reply);
-                    Ok(true)
-                })
+                .run(
+                    |buf| Requests(buf).version(),
+                    self.inner.timeout,
+                    |reply| {
+                        version = Some(reply);
+                        Ok(true)
+                    },
+                )
                 .await;
             match (result, version) {
                 (Err(error), _) => return Err(error),

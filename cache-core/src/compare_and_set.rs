@@ -211,18 +211,48 @@ impl Cache {
             return Ok(false);
         }
         let rewritten = self
-            .rewrite_envelope(key, None, |meta| meta.expires_at_ms = None)
+            .rewrite_envelope(key, |meta| meta.expires_at_ms = None)
             .await;
         self.suppressed(rewritten, false)
     }
 
+    /// Marks the value of `key` stale — dogpile's soft invalidation, `invalidate(hard=False)`: it stays
+    /// readable, and the next cached-function call for it recomputes while callers arriving meanwhile are
+    /// served the stale value instead of waiting (with `early`/`soft_ttl` functions it is simply due for their
+    /// refresh). Plain reads ([`Cache::get`]) still return it. Returns whether a readable value was marked;
+    /// `false` with deletes switched off in this scope. Needs [`Capabilities::CAS`](crate::Capabilities::CAS).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cache_core::CacheError> {
+    /// let cache = cache_core::Cache::memory();
+    /// cache.set("report", &"v1", None).await?;
+    /// assert!(cache.mark_stale("report").await?);
+    /// let (meta, value) = cache.get_with_meta::<String>("report").await?.unwrap();
+    /// assert!(meta.needs_refresh() && value == "v1");
+    /// let fresh: String = cache.get_or_set("report", None, || async { "v2".to_string() }).await;
+    /// assert_eq!(fresh, "v2");
+    /// # Ok(()) }
+    /// ```
+    pub async fn mark_stale(&self, key: &str) -> Result<bool, CacheError> {
+        if context::is_disabled(Ops::DELETE) {
+            return Ok(false);
+        }
+        let now = crate::envelope::now_ms();
+        let marked = self
+            .rewrite_envelope(key, |meta| {
+                meta.refresh_at_ms = Some(meta.refresh_at_ms.map_or(now, |at| at.min(now)));
+            })
+            .await;
+        self.suppressed(marked, false)
+    }
+
     /// Rewrites the envelope of the value under `key` with `change`, keeping its payload, through
-    /// compare-and-set (retried like [`Cache::update`]). `ttl` is the key's new backend TTL. Returns whether a
-    /// readable value was there.
+    /// compare-and-set (retried like [`Cache::update`]). The key's backend TTL follows the rewritten envelope's
+    /// expiry. Returns whether a readable value was there.
     pub(crate) async fn rewrite_envelope(
         &self,
         key: &str,
-        ttl: Option<Duration>,
         change: impl Fn(&mut EnvelopeMeta),
     ) -> Result<bool, CacheError> {
         for attempt in 0..UPDATE_ATTEMPTS {
@@ -234,7 +264,13 @@ impl Cache {
             else {
                 return Ok(false);
             };
-            let Some(rewritten) = self.restamp(key, &bytes, &change) else {
+            let mut ttl = None;
+            let Some(rewritten) = self.restamp(key, &bytes, |meta| {
+                change(meta);
+                ttl = meta
+                    .remaining_ttl()
+                    .map(|left| left.max(Duration::from_millis(1)));
+            }) else {
                 return Ok(false);
             };
             match self.cas_bytes(key, rewritten, token, ttl).await? {

@@ -12,7 +12,8 @@ pub use crate::key::{KeyArg, KeyBuilder, KeyFormat};
 pub use crate::shape::{OkOnly, Plain, Shape, StrictOk};
 pub use crate::strategy::{
     cached, cached_with, early, early_foreground, failover, hits, invalidate, invalidate_matching,
-    locked, peek, refresh, refresh_with, soft, store, store_with, LockOptions, Options,
+    invalidate_soft, locked, peek, refresh, refresh_with, soft, store, store_with, LockOptions,
+    Options,
 };
 pub use std::vec::Vec;
 

@@ -66,6 +66,11 @@ impl SingleFlight {
         })
     }
 
+    /// Whether a computation of `key` is running now.
+    pub(crate) fn is_running(&self, key: &str) -> bool {
+        self.inflight.lock().contains_key(key)
+    }
+
     /// Identifies this table for [`crate::context::is_leading`]: its address, stable while a `Cache` holds it.
     pub(crate) fn id(&self) -> usize {
         std::ptr::from_ref(self) as usize

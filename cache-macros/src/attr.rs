@@ -441,6 +441,7 @@ pub(crate) struct CachedOptions {
 pub(crate) struct Companions {
     pub(crate) key: bool,
     pub(crate) invalidate: bool,
+    pub(crate) invalidate_soft: bool,
     pub(crate) invalidate_all: bool,
     pub(crate) refresh: bool,
     pub(crate) set: bool,
@@ -450,9 +451,10 @@ pub(crate) struct Companions {
 
 impl Companions {
     /// The companion names `companions(...)` accepts.
-    const NAMES: [&'static str; 7] = [
+    const NAMES: [&'static str; 8] = [
         "key",
         "invalidate",
+        "invalidate_soft",
         "invalidate_all",
         "refresh",
         "set",
@@ -470,6 +472,7 @@ impl Companions {
     const NONE: Companions = Companions {
         key: false,
         invalidate: false,
+        invalidate_soft: false,
         invalidate_all: false,
         refresh: false,
         set: false,
@@ -480,6 +483,7 @@ impl Companions {
     const ALL: Companions = Companions {
         key: true,
         invalidate: true,
+        invalidate_soft: true,
         invalidate_all: true,
         refresh: true,
         set: true,
@@ -512,6 +516,7 @@ impl Companions {
             let flag = match text.as_str() {
                 "key" => &mut companions.key,
                 "invalidate" => &mut companions.invalidate,
+                "invalidate_soft" => &mut companions.invalidate_soft,
                 "invalidate_all" => &mut companions.invalidate_all,
                 "refresh" => &mut companions.refresh,
                 "set" => &mut companions.set,

@@ -1086,6 +1086,32 @@ impl Ctx<'_> {
             tokens.extend(self.companion_fn(Some(&doc), true, quote!(), &invalidate_sig, body));
         }
 
+        if companions.invalidate_soft {
+            let soft_sig = self.signature(SigSpec {
+                name: self.companion_name("invalidate_soft"),
+                is_async: false,
+                receiver: self.companion_receiver(),
+                extra: None,
+                with_args: true,
+                output: output(quote!(
+                    impl ::core::future::Future<Output = bool> + ::core::marker::Send + 'static
+                )),
+                generics: None,
+            });
+            let doc = format!(
+                "Marks the cached result of {link} for these arguments stale (soft invalidation): it stays readable, \
+                 the next call recomputes it while calls arriving meanwhile get the stale value. Resolves to `true` \
+                 if a value was marked."
+            );
+            let body = quote!({
+                let #cache: #krate::__private::Cache = #cache_value;
+                #namespace_binding
+                let #key: #krate::__private::String = #key_call;
+                async move { #krate::__private::invalidate_soft(&#cache, &#key).await }
+            });
+            tokens.extend(self.companion_fn(Some(&doc), true, quote!(), &soft_sig, body));
+        }
+
         if companions.invalidate_all {
             let generic_names: Vec<String> = item
                 .sig

@@ -184,6 +184,7 @@ fn run<O>(
 /// |---|---|
 /// | `NAME_key(args) -> String` | the key for these arguments |
 /// | `NAME_invalidate(args)` → `bool` | removes the entry for these arguments; the key is computed on the call and the returned `impl Future + Send + 'static` borrows nothing |
+/// | `NAME_invalidate_soft(args)` → `bool` | marks the entry stale (dogpile's soft invalidation, `Cache::mark_stale`): still readable; the next call recomputes it while calls arriving meanwhile get the stale value |
 /// | `NAME_invalidate_all()` → `u64` | removes every entry of the function (a glob: `module::path:NAME:*`, or the template with each placeholder as `*`) |
 /// | `async NAME_refresh(receiver, args) -> Out` | runs the body and stores the result, without reading the cache |
 /// | `async NAME_set(args, value: &Stored) -> Result<(), CacheError>` | stores a value as if the body had returned it (`Stored` is the `Ok` type for `Result`s, the output otherwise) |

@@ -152,3 +152,83 @@ async fn update_refuses_when_switched_off() {
     assert!(matches!(refused, Err(cachette::CacheError::Disabled(_))));
     assert_eq!(cache.get::<u8>("k").await.unwrap(), None);
 }
+
+mod soft_invalidation {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::sync::OnceLock;
+    use std::time::Duration;
+
+    use cachette::{cached, context, Cache};
+
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+
+    #[cached(ttl = "1h", key = "report:{id}", companions(invalidate_soft), cache = CACHE.get().expect("cache set up"))]
+    async fn report(id: u32) -> String {
+        let run = RUNS.fetch_add(1, SeqCst) + 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        format!("report {id} v{run}")
+    }
+
+    /// dogpile's `invalidate(hard=False)`: the value stays readable, the next caller regenerates while the callers
+    /// arriving meanwhile get the stale value, and afterwards everyone reads the new one.
+    async fn scenario(cache: Cache) {
+        let _ = CACHE.set(cache.clone());
+        assert_eq!(report(1).await, "report 1 v1");
+        assert!(report_invalidate_soft(1).await);
+        assert_eq!(
+            cache.get::<String>("report:1").await.unwrap().as_deref(),
+            Some("report 1 v1")
+        );
+        let regenerating = tokio::spawn(report(1));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // While it runs, others are served the stale value at once, and told it is stale.
+        let started = std::time::Instant::now();
+        let (stale, hits) = context::detect(report(1)).await;
+        assert_eq!(stale, "report 1 v1");
+        assert!(
+            started.elapsed() < Duration::from_millis(100),
+            "a stale reader waited"
+        );
+        assert_eq!(hits.keys(), ["report:1"]);
+        assert_eq!(regenerating.await.unwrap(), "report 1 v2");
+        assert_eq!(report(1).await, "report 1 v2");
+        assert_eq!(RUNS.load(SeqCst), 2, "one regeneration");
+        // Nothing to mark: false.
+        assert!(!report_invalidate_soft(99).await);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_memory() {
+        scenario(Cache::memory()).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mark_stale_on_redis_and_memcached_keeps_the_value_and_its_ttl() {
+    let (Some(redis), Some(memcached)) = (
+        test_support::RedisServer::start(),
+        test_support::MemcachedServer::start(),
+    ) else {
+        return;
+    };
+    for cache in [redis_cache(&redis).await, memcached_cache(&memcached)] {
+        cache
+            .set("s", &"v", Some(Duration::from_secs(100)))
+            .await
+            .unwrap();
+        assert!(cache.mark_stale("s").await.unwrap());
+        let (meta, value) = cache.get_with_meta::<String>("s").await.unwrap().unwrap();
+        assert!(meta.needs_refresh());
+        assert_eq!(value, "v");
+        assert!(meta.remaining_ttl().unwrap() > Duration::from_secs(90));
+        assert!(
+            matches!(cache.ttl("s").await.unwrap(), KeyTtl::Remaining(d) if d > Duration::from_secs(90))
+        );
+        let fresh: String = cache
+            .get_or_set("s", None, || async { "w".to_string() })
+            .await;
+        assert_eq!(fresh, "w");
+        assert!(!cache.mark_stale("missing").await.unwrap());
+    }
+}

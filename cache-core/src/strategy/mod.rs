@@ -33,6 +33,10 @@ use crate::telemetry::{self, CallName};
 /// The name [`detect`](crate::context::detect) reports for hits of [`cached`].
 pub const CACHED: &str = "cached";
 
+/// The name [`detect`](crate::context::detect) reports for a value marked stale ([`Cache::mark_stale`]) and
+/// served while another caller recomputes it (or because that recomputation failed).
+pub const STALE: &str = "stale";
+
 /// A predicate on a function's output deciding whether it is stored.
 pub type Condition<Out> = fn(&Out) -> bool;
 
@@ -180,6 +184,26 @@ where
     crate::telemetry::in_span(span, async move {
         let flags = context::flags();
         match lookup::<S, Out>(cache, &key, flags, options.call).await {
+            Lookup::Hit(meta, value) if meta.needs_refresh() => {
+                // Marked stale (`Cache::mark_stale`, dogpile's soft invalidation): the first caller recomputes,
+                // callers arriving meanwhile get the stale value instead of waiting.
+                if cache.inner.flights.is_running(&key) {
+                    served(cache, &key, STALE, &meta, true, flags, options.call);
+                    return S::rebuild(value);
+                }
+                let how = Fill::Coalesce(Reread::Except(meta.fingerprint()));
+                let out = fill::<S, Out, Fut>(cache, key.clone(), &options, flags, how, body).await;
+                if S::stored(&out).is_some() {
+                    crate::telemetry::call(options.call, "miss");
+                    return out;
+                }
+                tracing::info!(
+                    key,
+                    "recomputation of a stale value failed; serving the stale value"
+                );
+                served(cache, &key, STALE, &meta, true, flags, options.call);
+                S::rebuild(value)
+            }
             Lookup::Hit(meta, value) => {
                 served(cache, &key, CACHED, &meta, false, flags, options.call);
                 S::rebuild(value)
@@ -716,6 +740,24 @@ pub async fn invalidate(cache: &Cache, key: &str) -> bool {
         return false;
     }
     cache.delete(key).await.unwrap_or(false)
+}
+
+/// Marks `key` stale (dogpile's `invalidate(hard=False)`, see [`Cache::mark_stale`]), honouring a disabled
+/// `DELETE`. Fails open: `false` on a backend failure or a backend without compare-and-set.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let cache = cache_core::Cache::memory();
+/// cache.set("k", &1u8, None).await.unwrap();
+/// assert!(cache_core::strategy::invalidate_soft(&cache, "k").await);
+/// # }
+/// ```
+pub async fn invalidate_soft(cache: &Cache, key: &str) -> bool {
+    if context::is_disabled(Ops::DELETE) {
+        return false;
+    }
+    cache.mark_stale(key).await.unwrap_or(false)
 }
 
 /// Deletes every key matching a glob, honouring a disabled `DELETE`. Fails open: 0 on a backend failure.

@@ -3,8 +3,8 @@
 //!
 //! Why a client of our own: no existing crate is async, maintained and multi-server at once (`async-memcached`
 //! holds one connection and no pool; `memcache`'s async client is marked experimental). This one is small:
-//! [`protocol`] (requests and a parser tested with arbitrary and mutated input), [`connection`] (a pool per
-//! server; a cancelled call closes its connection rather than leave a reply behind), [`ring`] (rendezvous
+//! `protocol` (requests and a parser tested with arbitrary and mutated input), `connection` (a pool per
+//! server; a cancelled call closes its connection rather than leave a reply behind), `ring` (rendezvous
 //! hashing compatible with pymemcache, and pymemcache's failing/dead server handling).
 //!
 //! # What works on memcached

@@ -824,7 +824,7 @@ mod tests {
         assert!(
             error
                 .to_string()
-                .contains("known schemes: mem, memory, null, etcd, redis"),
+                .contains("known schemes: mem, memory, null, etcd, memcached, redis"),
             "{error}"
         );
         for url in [

@@ -14,4 +14,14 @@ async fn angle(user: &User) -> u64 {
     user.id
 }
 
+#[cached(key = "orders", namespace = "tenant:{tenant}")]
+async fn namespaced(tenant_id: u64) -> u64 {
+    tenant_id
+}
+
+#[cachette::invalidates(namespace = "tenant:{tenant}")]
+async fn clears(tenant_id: u64) {
+    let _ = tenant_id;
+}
+
 fn main() {}

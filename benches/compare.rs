@@ -130,6 +130,15 @@ async fn get_profile_redis(id: u64) -> Profile {
     make_profile(id)
 }
 
+/// The disk backend, in a temporary directory made when the bench starts.
+static DISK: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+
+/// Ours on the disk backend (SQLite): the same function with another cache.
+#[cachette::cached(ttl = "1h", cache = DISK.get().expect("disk cache set up"))]
+async fn get_profile_disk(id: u64) -> Profile {
+    make_profile(id)
+}
+
 /// Set once the memcached server is up.
 static MEMCACHED: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
 
@@ -638,6 +647,29 @@ fn main() {
             runs.to_string(),
         );
         report.lines.push(format!("STAMPEDE body_runs {runs}"));
+    }
+
+    // ----- disk -----
+    {
+        let dir = std::env::temp_dir().join(format!("cachette-bench-disk-{}", std::process::id()));
+        let disk = cachette::DiskBackend::builder(&dir).open().unwrap();
+        let _ = DISK.set(Cache::builder().backend(disk).build());
+        current_thread().block_on(async {
+            for id in 0..KEYS {
+                get_profile_disk(id).await;
+            }
+        });
+        let [memory, disk] = interleaved(
+            plan.runs,
+            plan.hit_iters / 20,
+            &mut [hit_ns(get_profile), hit_ns(get_profile_disk)],
+        )[..] else {
+            unreachable!()
+        };
+        report.row("hit, disk, 1 task", "ours on disk (SQLite)", ns(disk));
+        report.row("hit, disk, 1 task", "ours in memory", ns(memory));
+        report.ratio("hit_disk_vs_memory", disk / memory);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     // ----- Redis, memcached -----

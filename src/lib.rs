@@ -3,7 +3,7 @@
 //!
 //! ```toml
 //! [dependencies]
-//! cachette = "0.1"   # features: redis (default), tls, http, compress, sign, metrics, config, etcd, memcached
+//! cachette = "0.1"   # features: redis (default), tls, http, compress, sign, metrics, config, etcd, memcached, disk
 //! ```
 //!
 //! ```
@@ -47,6 +47,7 @@
 //! | `metrics` | counters and histograms through the `metrics` facade ([`telemetry`]) |
 //! | `etcd` | `EtcdBackend` and `etcd://` URLs (etcd v3 through its JSON gateway) |
 //! | `memcached` | `MemcachedBackend` and `memcached://` URLs (meta protocol, pymemcache-compatible hashing) |
+//! | `disk` | `DiskBackend` and `disk://` URLs (SQLite, bundled; survives restarts, shared by processes) |
 //! | `config` | settings from a TOML file and `CACHE__*` variables, with regions (`Config`) |
 
 #![warn(missing_docs)]
@@ -59,12 +60,14 @@ pub use cache_core::*;
 pub use cache_backends::setup;
 pub use cache_backends::{
     breaker, build_cache, circuit_breaker, fallback, known_schemes, parse_url, setup_with_prefix,
-    BackendSpec, Breaker, BreakerState, CacheUrl, CircuitBreaker, CircuitBreakerBuilder, EtcdUrl,
-    FallbackBackend, FallbackStats, LayerOptions, MemcachedUrl, MemoryUrl, NullUrl, RedisUrl,
-    Scheme, Setup, SetupError, UrlParts,
+    BackendSpec, Breaker, BreakerState, CacheUrl, CircuitBreaker, CircuitBreakerBuilder, DiskUrl,
+    EtcdUrl, FallbackBackend, FallbackStats, LayerOptions, MemcachedUrl, MemoryUrl, NullUrl,
+    RedisUrl, Scheme, Setup, SetupError, UrlParts,
 };
 #[cfg(feature = "config")]
 pub use cache_backends::{config, CacheSection, Config, ConfigError, RegionSection, Scalar};
+#[cfg(feature = "disk")]
+pub use cache_backends::{disk, DiskBackend, DiskBackendBuilder};
 #[cfg(feature = "etcd")]
 pub use cache_backends::{etcd, EtcdBackend, EtcdBackendBuilder};
 #[cfg(feature = "redis")]

@@ -19,6 +19,8 @@
 pub mod breaker;
 #[cfg(feature = "config")]
 pub mod config;
+#[cfg(feature = "disk")]
+pub mod disk;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 pub mod fallback;
@@ -31,6 +33,8 @@ pub mod setup;
 pub use breaker::{circuit_breaker, Breaker, BreakerState, CircuitBreaker, CircuitBreakerBuilder};
 #[cfg(feature = "config")]
 pub use config::{CacheSection, Config, ConfigError, RegionSection, Scalar};
+#[cfg(feature = "disk")]
+pub use disk::{DiskBackend, DiskBackendBuilder};
 #[cfg(feature = "etcd")]
 pub use etcd::{EtcdBackend, EtcdBackendBuilder};
 pub use fallback::{FallbackBackend, FallbackStats};
@@ -40,8 +44,8 @@ pub use memcached::{MemcachedBackend, MemcachedBackendBuilder};
 pub use redis::{RedisBackend, RedisBackendBuilder};
 pub use setup::{
     build_cache, known_schemes, parse_url, setup, setup_with_prefix, BackendSpec, CacheUrl,
-    EtcdUrl, LayerOptions, MemcachedUrl, MemoryUrl, NullUrl, RedisUrl, Scheme, Setup, SetupError,
-    UrlParts,
+    DiskUrl, EtcdUrl, LayerOptions, MemcachedUrl, MemoryUrl, NullUrl, RedisUrl, Scheme, Setup,
+    SetupError, UrlParts,
 };
 
 /// The fred crate this backend is built on, for its configuration types (such as

@@ -12,6 +12,7 @@
 //! | `unix:///path/to/redis.sock` (or `redis+unix://`) | one Redis server on a unix socket |
 //! | `memcached://host:port[,host:port…]` | memcached servers, keys spread by rendezvous hashing (feature `memcached`) |
 //! | `etcd://host:port` | etcd v3 through its JSON gateway (feature `etcd`) |
+//! | `disk:///path/to/dir?max_bytes=N` | SQLite in that directory (feature `disk`) |
 //! | `null://` | stores nothing: caching off by configuration |
 //!
 //! `rediss+cluster://` and `rediss+sentinel://` combine TLS with the other two; fred's own spellings
@@ -76,6 +77,7 @@ use std::time::Duration;
 use cache_core::layer::{KeyMangler, LayeredExt, Observe};
 use cache_core::{Backend, BackendError, Cache, CacheBuilder, Capabilities};
 
+mod disk;
 mod etcd;
 mod memcached;
 mod memory;
@@ -84,6 +86,7 @@ mod options;
 mod redis;
 mod registry;
 
+pub use disk::DiskUrl;
 pub use etcd::EtcdUrl;
 pub use memcached::MemcachedUrl;
 pub use memory::MemoryUrl;
@@ -824,7 +827,7 @@ mod tests {
         assert!(
             error
                 .to_string()
-                .contains("known schemes: mem, memory, null, etcd, memcached, redis"),
+                .contains("known schemes: mem, memory, null, disk, etcd, memcached, redis"),
             "{error}"
         );
         for url in [

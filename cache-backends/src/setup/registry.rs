@@ -17,6 +17,7 @@ use super::SetupError;
 const SCHEMES: &[&Scheme] = &[
     &super::memory::SCHEME,
     &super::null::SCHEME,
+    &super::disk::SCHEME,
     &super::etcd::SCHEME,
     &super::memcached::SCHEME,
     &super::redis::SCHEME,

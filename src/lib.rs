@@ -64,13 +64,16 @@ pub use cache_backends::{
     EtcdUrl, FallbackBackend, FallbackStats, LayerOptions, MemcachedUrl, MemoryUrl, NullUrl,
     RedisUrl, Scheme, Setup, SetupError, UrlParts,
 };
+#[cfg(feature = "redis")]
+pub use cache_backends::{
+    client_side, fred, redis, ClientSideBackend, ClientSideOptions, RedisBackend,
+    RedisBackendBuilder,
+};
 #[cfg(feature = "config")]
 pub use cache_backends::{config, CacheSection, Config, ConfigError, RegionSection, Scalar};
 #[cfg(feature = "disk")]
 pub use cache_backends::{disk, DiskBackend, DiskBackendBuilder};
 #[cfg(feature = "etcd")]
 pub use cache_backends::{etcd, EtcdBackend, EtcdBackendBuilder};
-#[cfg(feature = "redis")]
-pub use cache_backends::{fred, redis, RedisBackend, RedisBackendBuilder};
 #[cfg(feature = "memcached")]
 pub use cache_backends::{memcached, MemcachedBackend, MemcachedBackendBuilder};

@@ -17,6 +17,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod breaker;
+#[cfg(feature = "redis")]
+pub mod client_side;
 #[cfg(feature = "config")]
 pub mod config;
 #[cfg(feature = "disk")]
@@ -31,6 +33,8 @@ pub mod redis;
 pub mod setup;
 
 pub use breaker::{circuit_breaker, Breaker, BreakerState, CircuitBreaker, CircuitBreakerBuilder};
+#[cfg(feature = "redis")]
+pub use client_side::{ClientSideBackend, ClientSideOptions};
 #[cfg(feature = "config")]
 pub use config::{CacheSection, Config, ConfigError, RegionSection, Scalar};
 #[cfg(feature = "disk")]

@@ -379,7 +379,18 @@ impl RedisBackendBuilder {
         self
     }
 
-    fn fred_config(&self) -> Result<Config, SetupError> {
+    /// The reconnect policy configured (for the client-side tier's own connection).
+    pub(crate) fn reconnect_policy_value(&self) -> ReconnectPolicy {
+        self.reconnect.clone()
+    }
+
+    /// The connect timeout configured (for the client-side tier's own connection).
+    pub(crate) fn connect_timeout_value(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    /// fred's configuration for these settings (the client-side tier opens its tracking connection with it).
+    pub(crate) fn fred_config(&self) -> Result<Config, SetupError> {
         let default_url = "redis://127.0.0.1:6379".to_owned();
         let first = self.urls.first().unwrap_or(&default_url);
         let bad_url = |url: &str, error: FredError| SetupError::InvalidUrl {

@@ -198,6 +198,62 @@ impl MemoryBackend {
         }
     }
 
+    /// [`Backend::get`] without the async wrapper (the memory backend never waits): for backends that keep a
+    /// local tier in memory. A set under the key reads as absent.
+    ///
+    /// ```
+    /// let memory = cache_core::MemoryBackend::default();
+    /// memory.set_sync("k", "v".into(), None);
+    /// assert_eq!(memory.get_sync("k").as_deref(), Some(&b"v"[..]));
+    /// ```
+    pub fn get_sync(&self, key: &str) -> Option<Bytes> {
+        self.get_now(key).ok().flatten()
+    }
+
+    /// [`Backend::set`] (always writing) without the async wrapper.
+    ///
+    /// ```
+    /// let memory = cache_core::MemoryBackend::default();
+    /// memory.set_sync("k", "v".into(), Some(std::time::Duration::from_secs(1)));
+    /// assert_eq!(memory.len(), 1);
+    /// ```
+    pub fn set_sync(&self, key: &str, value: Bytes, ttl: Option<Duration>) {
+        let now = clock::now();
+        self.shard(key)
+            .lock()
+            .insert(key, Value::Bytes(value), deadline(now, ttl), now);
+    }
+
+    /// [`Backend::delete`] without the async wrapper. Returns whether a live entry was removed.
+    ///
+    /// ```
+    /// let memory = cache_core::MemoryBackend::default();
+    /// assert!(!memory.delete_sync("k"));
+    /// ```
+    pub fn delete_sync(&self, key: &str) -> bool {
+        let now = clock::now();
+        self.shard(key)
+            .lock()
+            .remove(key)
+            .is_some_and(|e| e.is_live(now))
+    }
+
+    /// [`Backend::clear`] without the async wrapper.
+    ///
+    /// ```
+    /// let memory = cache_core::MemoryBackend::default();
+    /// memory.set_sync("k", "v".into(), None);
+    /// memory.clear_sync();
+    /// assert!(memory.is_empty());
+    /// ```
+    pub fn clear_sync(&self) {
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            shard.map.clear();
+            shard.bytes = 0;
+        }
+    }
+
     /// [`Backend::get`] without the boxed future: the memory backend never waits, and the cache's hit path calls
     /// this directly.
     pub(crate) fn get_now(&self, key: &str) -> Result<Option<Bytes>, BackendError> {
@@ -739,11 +795,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn clear(&self) -> Result<(), BackendError> {
-        for shard in self.shards.iter() {
-            let mut shard = shard.lock();
-            shard.map.clear();
-            shard.bytes = 0;
-        }
+        self.clear_sync();
         Ok(())
     }
 

@@ -78,6 +78,10 @@ pub struct RedisUrl {
     pub breaker_failures: Option<u32>,
     /// `breaker_cooldown`
     pub breaker_cooldown: Option<Duration>,
+    /// `client_side=true`: a local copy kept consistent by client tracking (`ClientSideBackend`).
+    pub client_side: bool,
+    /// `local_ttl`: the longest a client-side copy is kept (default 60 s).
+    pub local_ttl: Option<Duration>,
 }
 
 fn parse(url: &UrlParts<'_>, options: &mut Options) -> Result<Box<dyn BackendSpec>, SetupError> {
@@ -155,6 +159,17 @@ fn parse(url: &UrlParts<'_>, options: &mut Options) -> Result<Box<dyn BackendSpe
             scheme: scheme.to_owned(),
         });
     }
+    let client_side = take_bool(options, "client_side")?.unwrap_or(false);
+    let local_ttl = take_duration(options, "local_ttl")?;
+    if client_side && cluster {
+        return Err(url.invalid(
+            "client_side=true is not offered on Redis Cluster (tracking would have to be re-armed on every primary \
+             across failovers); use a tiered cache with a backplane",
+        ));
+    }
+    if local_ttl.is_some() && !client_side {
+        return Err(url.invalid("local_ttl needs client_side=true"));
+    }
     Ok(Box::new(RedisUrl {
         tls,
         hosts,
@@ -171,6 +186,8 @@ fn parse(url: &UrlParts<'_>, options: &mut Options) -> Result<Box<dyn BackendSpe
         breaker: take_bool(options, "breaker")?.unwrap_or(true),
         breaker_failures: take_parsed::<u32>(options, "breaker_failures")?,
         breaker_cooldown: take_duration(options, "breaker_cooldown")?,
+        client_side,
+        local_ttl,
     }))
 }
 
@@ -226,9 +243,18 @@ async fn connect_redis(url: &RedisUrl) -> Result<Arc<dyn Backend>, SetupError> {
     if let Some(prefix) = &url.prefix {
         builder = builder.key_prefix(prefix.clone());
     }
-    let redis = builder.clear_all(url.clear_all).build().await?;
+    let builder = builder.clear_all(url.clear_all);
+    let redis: Arc<dyn Backend> = if url.client_side {
+        let mut options = crate::ClientSideOptions::default();
+        if let Some(ttl) = url.local_ttl {
+            options.local_ttl = ttl;
+        }
+        crate::ClientSideBackend::connect(builder, options).await?
+    } else {
+        Arc::new(builder.build().await?)
+    };
     if !url.breaker {
-        return Ok(Arc::new(redis));
+        return Ok(redis);
     }
     let mut breaker = crate::Breaker::builder();
     if let Some(n) = url.breaker_failures {

@@ -130,6 +130,15 @@ async fn get_profile_redis(id: u64) -> Profile {
     make_profile(id)
 }
 
+/// Redis with client-side caching (tracking), set once the Redis server is up.
+static CLIENT_SIDE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+
+/// Ours on client-side Redis: the same function with another cache.
+#[cachette::cached(ttl = "1h", cache = CLIENT_SIDE.get().expect("client-side cache set up"))]
+async fn get_profile_client_side(id: u64) -> Profile {
+    make_profile(id)
+}
+
 /// The disk backend, in a temporary directory made when the bench starts.
 static DISK: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
 
@@ -806,6 +815,45 @@ fn redis_rows(plan: Plan, report: &mut Report) {
         report.row(what, "fred GET + backend options", ops(fred_options));
         report.ratio(&format!("redis_hit_{concurrency}_vs_fred"), fred / ours);
     }
+
+    // Client-side caching: a hit served by the local copy, beside a memory hit and a plain Redis hit.
+    let tracked = rt.block_on(async {
+        let builder = RedisBackend::builder().url(server.url()).key_prefix("cs:");
+        cachette::ClientSideBackend::connect(builder, Default::default())
+            .await
+            .unwrap()
+    });
+    let _ = CLIENT_SIDE.set(Cache::builder().backend_arc(tracked).build());
+    rt.block_on(async {
+        for id in 0..KEYS {
+            get_profile_client_side(id).await;
+            get_profile_client_side(id).await;
+        }
+    });
+    let [client_side, memory, plain] = interleaved(
+        plan.runs,
+        plan.hit_iters / 10,
+        &mut [
+            hit_ns(get_profile_client_side),
+            hit_ns(get_profile),
+            hit_ns(get_profile_redis),
+        ],
+    )[..] else {
+        unreachable!()
+    };
+    report.row(
+        "hit, client-side redis, 1 task",
+        "ours, client-side",
+        ns(client_side),
+    );
+    report.row("hit, client-side redis, 1 task", "ours, memory", ns(memory));
+    report.row(
+        "hit, client-side redis, 1 task",
+        "ours, plain redis",
+        ns(plain),
+    );
+    report.ratio("hit_client_side_vs_memory", client_side / memory);
+    report.ratio("hit_client_side_vs_plain_redis", client_side / plain);
 
     let next_id = Arc::new(AtomicU64::new(1_000_000 + rand_id()));
     let p = pool.clone();

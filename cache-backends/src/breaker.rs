@@ -378,6 +378,12 @@ fn counts_as_failure(error: &BackendError) -> bool {
 }
 
 impl BackendLayer for Breaker {
+    /// A breaker neither rewrites keys nor needs to see local hits: the cache may serve a client-side tier's
+    /// copies through it.
+    fn passes_local_copies(&self) -> bool {
+        true
+    }
+
     fn around<'a, T: Send + 'a>(
         &'a self,
         _op: Op,

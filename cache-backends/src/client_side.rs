@@ -538,6 +538,10 @@ impl Backend for ClientSideBackend {
         "redis"
     }
 
+    fn local_copies(&self) -> Option<&MemoryBackend> {
+        self.inner.armed.load(SeqCst).then_some(&self.inner.local)
+    }
+
     fn capabilities(&self) -> Capabilities {
         self.redis().capabilities()
     }

@@ -383,6 +383,14 @@ pub trait Backend: AsAny + Send + Sync + 'static {
         "backend"
     }
 
+    /// Local copies of remote values that are safe to serve right now (a client-side tier while its
+    /// invalidations are flowing): the cache reads them first, keeping a decoded copy beside each as it does for
+    /// its memory backend, and asks the backend itself on a miss. `None` (the default): no such tier.
+    #[doc(hidden)]
+    fn local_copies(&self) -> Option<&crate::MemoryBackend> {
+        None
+    }
+
     /// What this backend can do beyond reading, writing and deleting keys. Its operations outside these answer
     /// [`BackendError::Unsupported`].
     ///
@@ -504,6 +512,9 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     }
     fn name(&self) -> &'static str {
         (**self).name()
+    }
+    fn local_copies(&self) -> Option<&crate::MemoryBackend> {
+        (**self).local_copies()
     }
     fn capabilities(&self) -> Capabilities {
         (**self).capabilities()

@@ -436,6 +436,12 @@ impl Cache {
         backend: &Arc<dyn Backend>,
         key: &str,
     ) -> Result<Option<Bytes>, CacheError> {
+        if let Some(local) = backend.local_copies() {
+            if let Ok(Some(bytes)) = local.get_now(key) {
+                consume_budget().await;
+                return Ok(Some(bytes));
+            }
+        }
         let read = match embedded_memory(backend) {
             Some(memory) => {
                 consume_budget().await;
@@ -465,6 +471,18 @@ impl Cache {
     {
         let backend = self.backend_for(key);
         let Some(memory) = embedded_memory(backend) else {
+            if let Some(local) = backend.local_copies() {
+                // A local copy of a remote value: a hit is served like a memory hit; anything else asks the backend.
+                let read = local.get_typed::<(EnvelopeMeta, T), _>(key, |bytes| {
+                    let entry = self.decode_or_miss::<T>(key, bytes)?;
+                    let size = decoded_size_beside(&entry.1, std::mem::size_of::<EnvelopeMeta>());
+                    Some((entry, size))
+                });
+                if let Ok(TypedRead::Hit(entry)) = read {
+                    consume_budget().await;
+                    return Ok(Some(entry));
+                }
+            }
             return self.read_bytes_from(backend, key).await;
         };
         consume_budget().await;

@@ -232,3 +232,40 @@ async fn client_side_urls() {
     assert!(cachette::parse_url("redis+cluster://127.0.0.1:7000?client_side=true").is_err());
     assert!(cachette::parse_url("redis://127.0.0.1?local_ttl=5s").is_err());
 }
+
+static A: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+
+#[cachette::cached(ttl = "1h", key = "profile:{id}", cache = A.get().expect("A set up"))]
+async fn profile(id: u32) -> String {
+    format!("computed {id}")
+}
+
+/// Cached functions read local copies through the typed fast path (a decoded copy per entry): another
+/// instance's write must still be seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_functions_see_another_instance_write() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let (a_backend, b_backend) = (client_side(&server).await, client_side(&server).await);
+    wait_until("both armed", || {
+        tier(&a_backend).is_armed() && tier(&b_backend).is_armed()
+    })
+    .await;
+    let _ = A.set(Cache::builder().backend_arc(a_backend.clone()).build());
+    let b = Cache::builder().backend_arc(b_backend).build();
+    assert_eq!(profile(1).await, "computed 1");
+    assert_eq!(profile(1).await, "computed 1"); // a local hit, decoded copy kept
+    for round in 0..20 {
+        let written = format!("written by B, round {round}");
+        b.set("profile:1", &written, None).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while profile(1).await != written {
+            assert!(
+                Instant::now() < deadline,
+                "A's cached fn kept serving its old copy in round {round}"
+            );
+            tokio::task::yield_now().await;
+        }
+    }
+}

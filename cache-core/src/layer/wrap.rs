@@ -149,6 +149,13 @@ pub trait BackendLayer: Send + Sync + 'static {
         None
     }
 
+    /// Whether the cache may read the inner backend's local copies (see `Backend::local_copies`) past this
+    /// layer. Only for layers that neither rewrite keys nor need to see every read (a circuit breaker); the
+    /// default is no.
+    fn passes_local_copies(&self) -> bool {
+        false
+    }
+
     /// What the wrapped backend can do, given what the inner one can.
     fn capabilities(&self, inner: Capabilities) -> Capabilities {
         inner
@@ -412,6 +419,14 @@ impl<L: BackendLayer, B: Backend> Backend for Layered<L, B> {
 
     fn name(&self) -> &'static str {
         self.layer.name().unwrap_or_else(|| self.inner.name())
+    }
+
+    fn local_copies(&self) -> Option<&crate::MemoryBackend> {
+        if self.layer.passes_local_copies() {
+            self.inner.local_copies()
+        } else {
+            None
+        }
     }
 
     fn capabilities(&self) -> Capabilities {

@@ -58,16 +58,16 @@ pub mod guide;
 pub use cache_core::*;
 
 pub use cache_backends::setup;
+#[cfg(feature = "redis")]
+pub use cache_backends::{
+    backplane, client_side, fred, redis, ClientSideBackend, ClientSideOptions, RedisBackend,
+    RedisBackendBuilder, RedisBackplane,
+};
 pub use cache_backends::{
     breaker, build_cache, circuit_breaker, fallback, known_schemes, parse_url, setup_with_prefix,
     BackendSpec, Breaker, BreakerState, CacheUrl, CircuitBreaker, CircuitBreakerBuilder, DiskUrl,
     EtcdUrl, FallbackBackend, FallbackStats, LayerOptions, MemcachedUrl, MemoryUrl, NullUrl,
     RedisUrl, Scheme, Setup, SetupError, UrlParts,
-};
-#[cfg(feature = "redis")]
-pub use cache_backends::{
-    client_side, fred, redis, ClientSideBackend, ClientSideOptions, RedisBackend,
-    RedisBackendBuilder,
 };
 #[cfg(feature = "config")]
 pub use cache_backends::{config, CacheSection, Config, ConfigError, RegionSection, Scalar};
@@ -77,3 +77,4 @@ pub use cache_backends::{disk, DiskBackend, DiskBackendBuilder};
 pub use cache_backends::{etcd, EtcdBackend, EtcdBackendBuilder};
 #[cfg(feature = "memcached")]
 pub use cache_backends::{memcached, MemcachedBackend, MemcachedBackendBuilder};
+pub use cache_backends::{tiered, TieredBackend, TieredOptions};

@@ -74,7 +74,6 @@ pub struct ClientSideBackend {
 /// # let _ = options;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct ClientSideOptions {
     /// The longest a local copy is kept ([`DEFAULT_LOCAL_TTL`]).
     pub local_ttl: Duration,

@@ -16,6 +16,8 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "redis")]
+pub mod backplane;
 pub mod breaker;
 #[cfg(feature = "redis")]
 pub mod client_side;
@@ -31,7 +33,10 @@ pub mod memcached;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod setup;
+pub mod tiered;
 
+#[cfg(feature = "redis")]
+pub use backplane::RedisBackplane;
 pub use breaker::{circuit_breaker, Breaker, BreakerState, CircuitBreaker, CircuitBreakerBuilder};
 #[cfg(feature = "redis")]
 pub use client_side::{ClientSideBackend, ClientSideOptions};
@@ -51,6 +56,7 @@ pub use setup::{
     DiskUrl, EtcdUrl, LayerOptions, MemcachedUrl, MemoryUrl, NullUrl, RedisUrl, Scheme, Setup,
     SetupError, UrlParts,
 };
+pub use tiered::{TieredBackend, TieredOptions};
 
 /// The fred crate this backend is built on, for its configuration types (such as
 /// [`ReconnectPolicy`](fred::types::config::ReconnectPolicy)) and raw commands through [`RedisBackend::pool`].

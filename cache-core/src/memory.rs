@@ -210,6 +210,22 @@ impl MemoryBackend {
         self.get_now(key).ok().flatten()
     }
 
+    /// [`MemoryBackend::get_sync`] with the entry's remaining TTL (`None`: no expiry).
+    ///
+    /// ```
+    /// let memory = cache_core::MemoryBackend::default();
+    /// memory.set_sync("k", "v".into(), Some(std::time::Duration::from_secs(60)));
+    /// let (_, left) = memory.get_with_ttl_sync("k").unwrap();
+    /// assert!(left.unwrap() <= std::time::Duration::from_secs(60));
+    /// ```
+    pub fn get_with_ttl_sync(&self, key: &str) -> Option<(Bytes, Option<Duration>)> {
+        let now = clock::now();
+        let mut shard = self.shard(key).lock();
+        let entry = shard.live(key, now)?;
+        let value = entry.value.bytes(key).ok()?.clone();
+        Some((value, entry.expires_at.map(|at| clock::until(at, now))))
+    }
+
     /// [`Backend::set`] (always writing) without the async wrapper.
     ///
     /// ```

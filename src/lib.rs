@@ -67,7 +67,7 @@ pub use cache_backends::{
     breaker, build_cache, circuit_breaker, fallback, known_schemes, parse_url, setup_with_prefix,
     BackendSpec, Breaker, BreakerState, CacheUrl, CircuitBreaker, CircuitBreakerBuilder, DiskUrl,
     EtcdUrl, FallbackBackend, FallbackStats, LayerOptions, MemcachedUrl, MemoryUrl, NullUrl,
-    RedisUrl, Scheme, Setup, SetupError, UrlParts,
+    RedisUrl, Scheme, Setup, SetupError, TieredUrl, UrlParts,
 };
 #[cfg(feature = "config")]
 pub use cache_backends::{config, CacheSection, Config, ConfigError, RegionSection, Scalar};

@@ -54,7 +54,7 @@ pub use redis::{RedisBackend, RedisBackendBuilder};
 pub use setup::{
     build_cache, known_schemes, parse_url, setup, setup_with_prefix, BackendSpec, CacheUrl,
     DiskUrl, EtcdUrl, LayerOptions, MemcachedUrl, MemoryUrl, NullUrl, RedisUrl, Scheme, Setup,
-    SetupError, UrlParts,
+    SetupError, TieredUrl, UrlParts,
 };
 pub use tiered::{TieredBackend, TieredOptions};
 

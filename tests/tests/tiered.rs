@@ -189,3 +189,30 @@ async fn failed_l2_writes_are_replayed_in_order_once_l2_is_back() {
     );
     assert_eq!(fresh.get::<String>("gone").await.unwrap(), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_a_tiered_url() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let url = format!(
+        "tiered+{}?prefix=u:&l1_ttl=10s&jitter=0.1&backplane_name=urltest",
+        server.url()
+    );
+    let a = cachette::Setup::new(url.clone()).build().await.unwrap();
+    let b = cachette::Setup::new(url).build().await.unwrap();
+    a.set("k", &1u8, None).await.unwrap();
+    assert_eq!(b.get::<u8>("k").await.unwrap(), Some(1));
+    a.set("k", &2u8, None).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while b.get::<u8>("k").await.unwrap() != Some(2) {
+        assert!(Instant::now() < deadline, "B kept its copy");
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        server.command(&["GET", "u:k"]).unwrap().len() > 1,
+        "stored in Redis under the prefix"
+    );
+    assert!(cachette::parse_url("tiered+mem://?jitter=2").is_err());
+    assert!(cachette::parse_url("tiered+tiered+mem://").is_err());
+}

@@ -13,6 +13,7 @@
 //! | `memcached://host:port[,host:port…]` | memcached servers, keys spread by rendezvous hashing (feature `memcached`) |
 //! | `etcd://host:port` | etcd v3 through its JSON gateway (feature `etcd`) |
 //! | `disk:///path/to/dir?max_bytes=N` | SQLite in that directory (feature `disk`) |
+//! | `tiered+<any of the above>://…?l1_ttl=30s&max_stale=5m&jitter=0.1` | a memory tier in front (`TieredBackend`); a Redis pub/sub backplane on the same server for Redis, or `backplane=redis://…` |
 //! | `null://` | stores nothing: caching off by configuration |
 //!
 //! `rediss+cluster://` and `rediss+sentinel://` combine TLS with the other two; fred's own spellings
@@ -193,6 +194,27 @@ pub struct CacheUrl {
     pub fallback: Option<Box<CacheUrl>>,
     /// `fallback_warm=false` turns off copying the old backend's hits into the new one.
     pub fallback_warm_up: bool,
+    /// `tiered+<scheme>://…`: a memory tier in front of this backend ([`TieredBackend`](crate::TieredBackend)).
+    pub tiered: Option<TieredUrl>,
+}
+
+/// The tier of a `tiered+<scheme>://…` URL.
+///
+/// # Example
+/// ```
+/// let parsed = cache_backends::parse_url("tiered+mem://?l1_ttl=30s&jitter=0.1").unwrap();
+/// let tier = parsed.tiered.unwrap();
+/// assert_eq!(tier.options.l1_ttl, std::time::Duration::from_secs(30));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct TieredUrl {
+    /// `l1_ttl`, `max_stale`, `jitter`, `l1_size`.
+    pub options: crate::TieredOptions,
+    /// `backplane`: a `redis://` URL for the pub/sub backplane; for a Redis L2 its own server by default.
+    pub backplane: Option<String>,
+    /// `backplane_name`: the channel suffix shared by the processes of one cache (default `default`).
+    pub backplane_name: String,
 }
 
 /// The layer options of a cache URL, which every scheme accepts (see the [module docs](self)).
@@ -373,6 +395,9 @@ pub fn parse_url(url: &str) -> Result<CacheUrl, SetupError> {
         .split_once("://")
         .ok_or_else(|| invalid("missing scheme (like redis:// or mem://)"))?;
     let scheme = scheme.to_ascii_lowercase();
+    if let Some(inner) = scheme.strip_prefix("tiered+") {
+        return parse_tiered(url, inner, rest);
+    }
     let (before_query, query) = match rest.split_once('?') {
         Some((a, q)) => (a, q),
         None => (rest, ""),
@@ -424,7 +449,80 @@ pub fn parse_url(url: &str) -> Result<CacheUrl, SetupError> {
         layers,
         fallback,
         fallback_warm_up,
+        tiered: None,
     })
+}
+
+/// `tiered+<scheme>://…`: the inner URL with the tier's options taken out of it.
+fn parse_tiered(url: &str, inner_scheme: &str, rest: &str) -> Result<CacheUrl, SetupError> {
+    let invalid = |reason: String| SetupError::InvalidUrl {
+        url: url.to_owned(),
+        reason,
+    };
+    let (before_query, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let mut tier_options = crate::TieredOptions::default();
+    let (mut backplane, mut backplane_name) = (None, "default".to_owned());
+    let mut inner_query = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        let duration = |value: &str| {
+            humantime::parse_duration(value).map_err(|e| SetupError::InvalidOption {
+                name: name.to_string(),
+                value: value.to_owned(),
+                reason: e.to_string(),
+            })
+        };
+        match name.as_ref() {
+            "l1_ttl" => tier_options.l1_ttl = duration(&value)?,
+            "max_stale" => tier_options.max_stale = duration(&value)?,
+            "jitter" => {
+                tier_options.jitter = value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|j| (0.0..=1.0).contains(j))
+                    .ok_or_else(|| SetupError::InvalidOption {
+                        name: "jitter".into(),
+                        value: value.to_string(),
+                        reason: "a fraction between 0 and 1".into(),
+                    })?;
+            }
+            "l1_size" => {
+                tier_options.l1_entries = value.parse().map_err(|_| SetupError::InvalidOption {
+                    name: "l1_size".into(),
+                    value: value.to_string(),
+                    reason: "a number of entries".into(),
+                })?;
+            }
+            "backplane" => backplane = Some(value.into_owned()),
+            "backplane_name" => backplane_name = value.into_owned(),
+            _ => {
+                inner_query.append_pair(&name, &value);
+            }
+        }
+    }
+    let inner_query = inner_query.finish();
+    let inner_url = if inner_query.is_empty() {
+        format!("{inner_scheme}://{before_query}")
+    } else {
+        format!("{inner_scheme}://{before_query}?{inner_query}")
+    };
+    let mut parsed = parse_url(&inner_url)?;
+    if parsed.tiered.is_some() {
+        return Err(invalid("a tier in front of a tier".into()));
+    }
+    if backplane.is_none() && inner_scheme.starts_with("redis") && !inner_scheme.contains("cluster")
+    {
+        // The L2's own server carries the backplane: its URL without the options.
+        backplane = Some(format!(
+            "{}://{before_query}",
+            inner_scheme.replace("+sentinel", "")
+        ));
+    }
+    parsed.tiered = Some(TieredUrl {
+        options: tier_options,
+        backplane,
+        backplane_name,
+    });
+    Ok(parsed)
 }
 
 impl CacheUrl {
@@ -452,6 +550,30 @@ impl CacheUrl {
     }
 
     async fn connect_backend(&self) -> Result<Arc<dyn Backend>, SetupError> {
+        let backend = self.connect_fallback().await?;
+        let Some(tier) = &self.tiered else {
+            return Ok(backend);
+        };
+        let backplane: Option<Arc<dyn crate::tiered::Backplane>> = match &tier.backplane {
+            #[cfg(feature = "redis")]
+            Some(url) => Some(crate::RedisBackplane::connect(url, &tier.backplane_name).await?),
+            #[cfg(not(feature = "redis"))]
+            Some(_) => {
+                return Err(SetupError::FeatureDisabled {
+                    feature: "redis",
+                    what: "a Redis backplane",
+                })
+            }
+            None => None,
+        };
+        Ok(Arc::new(crate::TieredBackend::new(
+            backend,
+            backplane,
+            tier.options,
+        )))
+    }
+
+    async fn connect_fallback(&self) -> Result<Arc<dyn Backend>, SetupError> {
         let backend = self.backend.connect().await?;
         let Some(old) = &self.fallback else {
             return Ok(backend);

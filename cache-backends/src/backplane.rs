@@ -14,6 +14,9 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 use crate::tiered::{Backplane, BackplaneEvent, BackplaneMessage};
+
+/// How long a publish may take before the write that sent it goes on without it.
+const PUBLISH_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
 use crate::SetupError;
 
 /// Redis pub/sub as a backplane: one connection publishes, one subscribes (re-subscribing after every
@@ -191,7 +194,15 @@ impl Backplane for RedisBackplane {
             BackplaneMessage::Key(key) => format!("{}|k:{key}", self.sender),
             _ => format!("{}|*", self.sender),
         };
+        // Never queue behind a reconnect: a write must not wait for the backplane.
+        let options = fred::types::config::Options {
+            timeout: Some(PUBLISH_TIMEOUT),
+            fail_fast: true,
+            max_attempts: Some(1),
+            ..Default::default()
+        };
         self.publisher
+            .with_options(&options)
             .publish::<(), _, _>(self.channel.as_str(), payload)
             .await
             .map_err(|e| BackendError::Connection(e.to_string()))

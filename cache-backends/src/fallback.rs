@@ -304,15 +304,17 @@ impl Backend for FallbackBackend {
     }
 
     async fn delete(&self, key: &str) -> Result<bool, BackendError> {
-        let in_old = self.old.delete(key).await?;
+        // Old first (see the warm-up copy's check); the new one even when the old one fails, whose error is then
+        // reported: the delete did not reach everywhere.
+        let in_old = self.old.delete(key).await;
         let in_new = self.new.delete(key).await?;
-        Ok(in_old || in_new)
+        Ok(in_old? || in_new)
     }
 
     async fn delete_many(&self, keys: &[&str]) -> Result<u64, BackendError> {
-        let in_old = self.old.delete_many(keys).await?;
+        let in_old = self.old.delete_many(keys).await;
         let in_new = self.new.delete_many(keys).await?;
-        Ok(in_old.max(in_new))
+        Ok(in_old?.max(in_new))
     }
 
     async fn delete_match(&self, pattern: &str) -> Result<u64, BackendError> {

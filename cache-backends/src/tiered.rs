@@ -65,7 +65,7 @@ pub enum BackplaneEvent {
     Down,
 }
 
-/// Carries invalidations between the processes sharing an L2 (FusionCache's backplane). [`RedisBackplane`]
+/// Carries invalidations between the processes sharing an L2 (FusionCache's backplane). `RedisBackplane`
 /// uses Redis pub/sub; implement this for another transport (NATS, a database's notifications, …).
 ///
 /// ```
@@ -523,6 +523,9 @@ impl Backend for TieredBackend {
         let shared = &self.shared;
         let ttl = shared.jittered(ttl);
         shared.drop_local(key);
+        // Noted before the write: another process's invalidation arriving while it runs means its value may be
+        // newer than ours, so ours is not kept locally.
+        let before = shared.epoch(key);
         let written = if mode == SetMode::Always {
             self.write_l2(Pending::Set(key.to_owned(), value.clone(), ttl))
                 .await?
@@ -530,7 +533,6 @@ impl Backend for TieredBackend {
             shared.l2.set(key, value.clone(), ttl, mode).await?
         };
         if written {
-            let before = shared.epoch(key);
             shared.fill(key, &value, ttl, before);
             shared.publish(BackplaneMessage::Key(key.to_owned())).await;
         }

@@ -145,3 +145,25 @@ async fn from_a_settings_file() {
         Some(&b"from old"[..])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_with_the_old_cluster_down_still_deletes_from_the_new_one_and_says_it_failed() {
+    let (Some(old), Some(new)) = (MemcachedServer::start(), MemcachedServer::start()) else {
+        return;
+    };
+    let migrating = FallbackBackend::new(on(&new), on(&old));
+    migrating
+        .set("k", "v".into(), None, SetMode::Always)
+        .await
+        .unwrap();
+    old.process().kill();
+    assert!(
+        migrating.delete("k").await.is_err(),
+        "the delete did not reach the old cluster"
+    );
+    assert_eq!(
+        on(&new).get("k").await.unwrap(),
+        None,
+        "but it reached the new one"
+    );
+}

@@ -216,3 +216,42 @@ async fn from_a_tiered_url() {
     assert!(cachette::parse_url("tiered+mem://?jitter=2").is_err());
     assert!(cachette::parse_url("tiered+tiered+mem://").is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_backplane_never_holds_up_a_write() {
+    let (Some(redis), Some(memcached)) =
+        (RedisServer::start(), test_support::MemcachedServer::start())
+    else {
+        return;
+    };
+    let backplane = RedisBackplane::connect(&redis.url(), "dead").await.unwrap();
+    let l2: Arc<dyn Backend> = Arc::new(
+        cachette::MemcachedBackend::builder()
+            .servers([memcached.address()])
+            .build(),
+    );
+    let tier = Arc::new(TieredBackend::new(
+        l2,
+        Some(backplane),
+        TieredOptions::default(),
+    ));
+    let cache = Cache::builder().backend_arc(tier.clone()).build();
+    redis.kill();
+    let started = Instant::now();
+    cache.set("k", &1u8, None).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the write waited {:?}",
+        started.elapsed()
+    );
+    // With the backplane down the local tier is bypassed; L2 (memcached) still answers.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while tier.is_local_tier_on() {
+        assert!(
+            Instant::now() < deadline,
+            "the tier never noticed its backplane was down"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(cache.get::<u8>("k").await.unwrap(), Some(1));
+}

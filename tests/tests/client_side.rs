@@ -58,6 +58,8 @@ async fn another_instance_write_is_seen_at_once_and_local_hits_skip_redis() {
     let b = Cache::builder().backend_arc(b_backend.clone()).build();
 
     b.set("k", &0u32, None).await.unwrap();
+    // Let B's invalidation reach A first: arriving after A's read, it would (rightly) drop A's fresh copy.
+    tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(a.get::<u32>("k").await.unwrap(), Some(0));
     let before = gets(&server);
     for _ in 0..10 {
@@ -163,6 +165,8 @@ async fn redis_restarted_never_yields_a_stale_read() {
     wait_until("armed", || tier(&backend).is_armed()).await;
     let cache = Cache::builder().backend_arc(backend.clone()).build();
     cache.set("k", &"old", None).await.unwrap();
+    // Let the write's own invalidation arrive first: arriving after the read, it would drop the fresh copy.
+    tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(
         cache.get::<String>("k").await.unwrap().as_deref(),
         Some("old")

@@ -11,9 +11,8 @@
 //!   every connection event of the tracking connection (error, unresponsive, reconnect) the local copies are
 //!   dropped and bypassed until `CLIENT TRACKING` succeeded again; a lagging invalidation stream (messages lost
 //!   in fred's channel) drops every copy.
-//! - A read that misses locally notes the key's invalidation epoch before asking Redis and stores the answer
-//!   only if no invalidation of that key (or of everything) was handled meanwhile — checked after storing, so
-//!   an invalidation racing the store removes it either way.
+//! - A read that misses locally stores Redis' answer only if no invalidation of that key (or of everything) was
+//!   handled meanwhile (the invalidation epochs it shares with the tiered cache).
 //! - Local copies live at most `local_ttl` (default 60 s) and never past the value's own expiry, which the
 //!   cache checks on every read; Redis also sends an invalidation when a key expires.
 //!
@@ -22,7 +21,7 @@
 //! tracking connection re-armed across failovers and resharding, which fred does not do; use a tiered cache
 //! with a backplane there.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,14 +37,13 @@ use fred::types::{Builder, RespVersion};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
 
+use crate::epochs::Epochs;
 use crate::{RedisBackend, SetupError};
 
 /// How long a local copy is kept at most, unless configured otherwise.
 pub const DEFAULT_LOCAL_TTL: Duration = Duration::from_secs(60);
 /// Local copies kept at most, unless configured otherwise.
 pub const DEFAULT_LOCAL_ENTRIES: usize = 10_000;
-/// Invalidation epochs are kept per slot of keys: a slot's counter moves when any of its keys is invalidated.
-const SLOTS: usize = 1024;
 
 /// Redis with a local copy of what was read, kept consistent by client tracking. Build it with
 /// [`ClientSideBackend::connect`] or from a `redis://…?client_side=true` URL.
@@ -96,9 +94,7 @@ struct Shared {
     local: MemoryBackend,
     /// Tracking is on and no invalidation can have been missed since the local copies were last dropped.
     armed: AtomicBool,
-    /// Moves when every copy is dropped.
-    everything: AtomicU64,
-    slots: Box<[AtomicU64]>,
+    epochs: Epochs,
     prefix: String,
     local_ttl: Duration,
     /// The outcome of the latest attempt to arm tracking (none yet: `None`).
@@ -128,24 +124,13 @@ impl Drop for ClientSideBackend {
     }
 }
 
-fn slot(key: &str) -> usize {
-    (xxhash_rust::xxh3::xxh3_64(key.as_bytes()) as usize) % SLOTS
-}
-
 impl Shared {
-    fn epoch(&self, key: &str) -> u64 {
-        self.everything.load(SeqCst) + self.slots[slot(key)].load(SeqCst)
-    }
-
-    /// Drops the local copy of `key` (the epoch moves first, so a read racing this never keeps an old copy).
     fn invalidate(&self, key: &str) {
-        self.slots[slot(key)].fetch_add(1, SeqCst);
-        self.local.delete_sync(key);
+        self.epochs.invalidate(&self.local, key);
     }
 
     fn invalidate_everything(&self) {
-        self.everything.fetch_add(1, SeqCst);
-        self.local.clear_sync();
+        self.epochs.invalidate_everything(&self.local);
     }
 
     fn disarm(&self, why: &str) {
@@ -215,8 +200,7 @@ impl ClientSideBackend {
                 .max_entries(options.local_entries)
                 .build(),
             armed: AtomicBool::new(false),
-            everything: AtomicU64::new(0),
-            slots: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            epochs: Epochs::new(),
             local_ttl: options.local_ttl,
             attempts: tokio::sync::watch::channel(None).0,
         });
@@ -376,17 +360,13 @@ impl ClientSideBackend {
     /// A read from Redis, kept locally unless an invalidation of the key was handled meanwhile.
     async fn fetch(&self, key: &str) -> Result<Option<Bytes>, BackendError> {
         let shared = &self.inner;
-        let before = shared.epoch(key);
+        let before = shared.epochs.of(key);
         let value = self.redis().get(key).await?;
         if let Some(value) = &value {
-            if shared.armed.load(SeqCst) {
-                shared
-                    .local
-                    .set_sync(key, value.clone(), Some(shared.local_ttl));
-                if shared.epoch(key) != before || !shared.armed.load(SeqCst) {
-                    shared.local.delete_sync(key);
-                }
-            }
+            let armed = || shared.armed.load(SeqCst);
+            shared
+                .epochs
+                .fill(&shared.local, key, value, shared.local_ttl, before, armed);
         }
         Ok(value)
     }

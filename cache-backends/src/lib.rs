@@ -25,6 +25,7 @@ pub mod client_side;
 pub mod config;
 #[cfg(feature = "disk")]
 pub mod disk;
+mod epochs;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 pub mod fallback;

@@ -30,8 +30,7 @@ use cache_core::{
 use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 
-/// Invalidation epochs are kept per slot of keys.
-const SLOTS: usize = 1024;
+use crate::epochs::Epochs;
 
 /// What a backplane carries between processes.
 ///
@@ -178,8 +177,7 @@ struct Shared {
     options: TieredOptions,
     /// The backplane is up (or there is none): L1 copies may be served.
     usable: AtomicBool,
-    everything: AtomicU64,
-    slots: Box<[AtomicU64]>,
+    epochs: Epochs,
     queue: Mutex<VecDeque<Pending>>,
     /// Writes this replay queue has dropped because it was full.
     dropped: AtomicU64,
@@ -203,23 +201,17 @@ impl Drop for TieredBackend {
     }
 }
 
-fn slot(key: &str) -> usize {
-    (xxhash_rust::xxh3::xxh3_64(key.as_bytes()) as usize) % SLOTS
-}
-
 impl Shared {
     fn epoch(&self, key: &str) -> u64 {
-        self.everything.load(SeqCst) + self.slots[slot(key)].load(SeqCst)
+        self.epochs.of(key)
     }
 
     fn drop_local(&self, key: &str) {
-        self.slots[slot(key)].fetch_add(1, SeqCst);
-        self.l1.delete_sync(key);
+        self.epochs.invalidate(&self.l1, key);
     }
 
     fn drop_everything(&self) {
-        self.everything.fetch_add(1, SeqCst);
-        self.l1.clear_sync();
+        self.epochs.invalidate_everything(&self.l1);
     }
 
     /// `ttl` shortened by a random part of the jitter fraction.
@@ -258,14 +250,9 @@ impl Shared {
     }
 
     fn fill(&self, key: &str, value: &Bytes, ttl: Option<Duration>, before: u64) {
-        if !self.usable.load(SeqCst) {
-            return;
-        }
-        self.l1
-            .set_sync(key, value.clone(), Some(self.l1_lifetime(ttl)));
-        if self.epoch(key) != before || !self.usable.load(SeqCst) {
-            self.l1.delete_sync(key);
-        }
+        let usable = || self.usable.load(SeqCst);
+        self.epochs
+            .fill(&self.l1, key, value, self.l1_lifetime(ttl), before, usable);
     }
 
     fn queue(&self, pending: Pending) {
@@ -344,8 +331,7 @@ impl TieredBackend {
             backplane,
             options,
             usable: AtomicBool::new(usable),
-            everything: AtomicU64::new(0),
-            slots: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            epochs: Epochs::new(),
             queue: Mutex::new(VecDeque::new()),
             dropped: AtomicU64::new(0),
         });
@@ -467,7 +453,7 @@ fn spawn_listener(
                 }
                 Ok(BackplaneEvent::Down) => {
                     shared.usable.store(false, SeqCst);
-                    shared.everything.fetch_add(1, SeqCst);
+                    shared.epochs.bump_all();
                     if shared.options.max_stale.is_zero() {
                         shared.l1.clear_sync();
                     }

@@ -937,6 +937,24 @@ impl EtcdServer {
     }
 }
 
+/// How many times the Redis server on `port` ran `command` (lower case, from `INFO commandstats`); 0 if never.
+///
+/// # Example
+/// ```no_run
+/// let Some(redis) = test_support::RedisServer::start() else { return };
+/// assert_eq!(test_support::redis_command_calls(redis.port(), "get"), 0);
+/// ```
+pub fn redis_command_calls(port: u16, command: &str) -> u64 {
+    let stats = redis_command(port, &["INFO", "commandstats"]).unwrap_or_default();
+    let prefix = format!("cmdstat_{command}:calls=");
+    stats
+        .lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 /// A `memcached` on a free loopback port (64 MiB, UDP off), killed on drop. Start several for a pool.
 ///
 /// # Example

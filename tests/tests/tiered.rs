@@ -37,13 +37,7 @@ async fn instance(server: &RedisServer, options: TieredOptions) -> (Cache, Arc<T
 }
 
 fn gets(server: &RedisServer) -> u64 {
-    let stats = server.command(&["INFO", "commandstats"]).unwrap();
-    stats
-        .lines()
-        .find_map(|l| l.strip_prefix("cmdstat_get:calls="))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
+    test_support::redis_command_calls(server.port(), "get")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1061,55 +1061,48 @@ impl Ctx<'_> {
 
         let cache_value = self.cache();
         let namespace_binding = self.namespace_statement(&cache, true);
+        // `NAME_invalidate` and `NAME_invalidate_soft`: the key computed on the call, then a future that owns it.
+        let key_action = |suffix: &str, doc: String, action: Ident| {
+            let sig = self.signature(SigSpec {
+                name: self.companion_name(suffix),
+                is_async: false,
+                receiver: self.companion_receiver(),
+                extra: None,
+                with_args: true,
+                output: output(quote!(
+                    impl ::core::future::Future<Output = bool> + ::core::marker::Send + 'static
+                )),
+                generics: None,
+            });
+            let body = quote!({
+                let #cache: #krate::__private::Cache = #cache_value;
+                #namespace_binding
+                let #key: #krate::__private::String = #key_call;
+                async move { #krate::__private::#action(&#cache, &#key).await }
+            });
+            self.companion_fn(Some(&doc), true, quote!(), &sig, body)
+        };
         if companions.invalidate {
-            let invalidate_sig = self.signature(SigSpec {
-                name: self.companion_name("invalidate"),
-                is_async: false,
-                receiver: self.companion_receiver(),
-                extra: None,
-                with_args: true,
-                output: output(quote!(
-                    impl ::core::future::Future<Output = bool> + ::core::marker::Send + 'static
-                )),
-                generics: None,
-            });
-            let doc = format!(
-                "Removes the cached result of {link} for these arguments; resolves to `true` if an entry was removed.\n\n\
-                 The key is computed when this function is called, so the returned future borrows nothing."
-            );
-            let body = quote!({
-                let #cache: #krate::__private::Cache = #cache_value;
-                #namespace_binding
-                let #key: #krate::__private::String = #key_call;
-                async move { #krate::__private::invalidate(&#cache, &#key).await }
-            });
-            tokens.extend(self.companion_fn(Some(&doc), true, quote!(), &invalidate_sig, body));
+            tokens.extend(key_action(
+                "invalidate",
+                format!(
+                    "Removes the cached result of {link} for these arguments; resolves to `true` if an entry was \
+                     removed.\n\nThe key is computed when this function is called, so the returned future borrows \
+                     nothing."
+                ),
+                format_ident!("invalidate"),
+            ));
         }
-
         if companions.invalidate_soft {
-            let soft_sig = self.signature(SigSpec {
-                name: self.companion_name("invalidate_soft"),
-                is_async: false,
-                receiver: self.companion_receiver(),
-                extra: None,
-                with_args: true,
-                output: output(quote!(
-                    impl ::core::future::Future<Output = bool> + ::core::marker::Send + 'static
-                )),
-                generics: None,
-            });
-            let doc = format!(
-                "Marks the cached result of {link} for these arguments stale (soft invalidation): it stays readable, \
-                 the next call recomputes it while calls arriving meanwhile get the stale value. Resolves to `true` \
-                 if a value was marked."
-            );
-            let body = quote!({
-                let #cache: #krate::__private::Cache = #cache_value;
-                #namespace_binding
-                let #key: #krate::__private::String = #key_call;
-                async move { #krate::__private::invalidate_soft(&#cache, &#key).await }
-            });
-            tokens.extend(self.companion_fn(Some(&doc), true, quote!(), &soft_sig, body));
+            tokens.extend(key_action(
+                "invalidate_soft",
+                format!(
+                    "Marks the cached result of {link} for these arguments stale (soft invalidation): it stays \
+                     readable, the next call recomputes it while calls arriving meanwhile get the stale value. \
+                     Resolves to `true` if a value was marked."
+                ),
+                format_ident!("invalidate_soft"),
+            ));
         }
 
         if companions.invalidate_all {

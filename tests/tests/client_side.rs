@@ -267,3 +267,34 @@ async fn cached_functions_see_another_instance_write() {
         }
     }
 }
+
+/// `setup` with `client_side=true`: the backend sits behind the default circuit breaker, and the cache still
+/// serves its local copies (the breaker passes them through) and sees other instances' writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_a_url_behind_the_breaker() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let url = format!(
+        "{}?prefix=url:&client_side=true&local_ttl=30s",
+        server.url()
+    );
+    let a = cachette::Setup::new(url.clone()).build().await.unwrap();
+    let b = cachette::Setup::new(url).build().await.unwrap();
+    assert!(
+        a.backend_for("k").local_copies().is_some(),
+        "armed and visible through the breaker"
+    );
+    b.set("k", &1u8, None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(a.get::<u8>("k").await.unwrap(), Some(1));
+    let before = gets(&server);
+    assert_eq!(a.get::<u8>("k").await.unwrap(), Some(1));
+    assert_eq!(gets(&server), before, "a local hit");
+    b.set("k", &2u8, None).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while a.get::<u8>("k").await.unwrap() != Some(2) {
+        assert!(Instant::now() < deadline, "A kept its copy");
+        tokio::task::yield_now().await;
+    }
+}

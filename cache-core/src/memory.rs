@@ -583,9 +583,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn delete(&self, key: &str) -> Result<bool, BackendError> {
-        let now = clock::now();
-        let mut shard = self.shard(key).lock();
-        Ok(shard.remove(key).is_some_and(|e| e.is_live(now)))
+        Ok(self.delete_sync(key))
     }
 
     async fn delete_many(&self, keys: &[&str]) -> Result<u64, BackendError> {

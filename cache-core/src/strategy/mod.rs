@@ -14,6 +14,7 @@ mod lock;
 mod many;
 mod soft;
 mod tags;
+mod timeouts;
 
 pub use early::{early, early_foreground, EARLY};
 pub use failover::{failover, FAILOVER};
@@ -21,6 +22,7 @@ pub use hits::{hits, HITS};
 pub use lock::{locked, LockOptions, LOCKED};
 pub use soft::{soft, SOFT};
 pub use tags::{delete_tags, tag_key};
+pub use timeouts::{FactoryTimedOut, FactoryTimeouts};
 
 use crate::cache::Cache;
 use crate::context::{self, Hit, Ops};

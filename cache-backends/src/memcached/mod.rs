@@ -597,8 +597,9 @@ impl Backend for MemcachedBackend {
     async fn ttl(&self, key: &str) -> Result<KeyTtl, BackendError> {
         match self.one(key, |r, k| r.meta_get(k, "t")).await? {
             Some(Reply::Done(flags)) => Ok(match flags.ttl {
+                // Less the second `ttl_token` adds, so a TTL reads back as at most what was set.
                 Some(secs) if secs >= 0 => {
-                    KeyTtl::Remaining(Duration::from_secs(secs.unsigned_abs()))
+                    KeyTtl::Remaining(Duration::from_secs(secs.unsigned_abs().saturating_sub(1)))
                 }
                 _ => KeyTtl::Persistent,
             }),

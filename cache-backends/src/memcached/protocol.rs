@@ -134,11 +134,16 @@ fn parse_flags<'a>(
     Ok(flags)
 }
 
-/// The `T` token for a TTL: whole seconds rounded up (memcached reads 0 as "never expires", so a TTL below a
-/// second becomes 1), and a Unix time for TTLs over 30 days, which memcached would otherwise read as one.
+/// The `T` token for a TTL: whole seconds rounded up, plus one, and a Unix time for TTLs over 30 days, which
+/// memcached would otherwise read as one.
+///
+/// The extra second: memcached's clock ticks in whole seconds, and an item expires when the tick reaches its
+/// expiry, so `T1` written just before a tick lives a few milliseconds. A lock, a rate-limit window or a circuit
+/// state must never end before its TTL (two lock holders at once); living up to two seconds longer is harmless —
+/// cached values carry their own expiry in the envelope, and reads drop them on time.
 pub(crate) fn ttl_token(ttl: Option<Duration>) -> u64 {
     let Some(ttl) = ttl else { return 0 };
-    let secs = (ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0)).max(1);
+    let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0) + 1;
     if secs <= RELATIVE_TTL_LIMIT {
         return secs;
     }
@@ -283,13 +288,15 @@ VA 0\r\n\r\nCLIENT_ERROR bad data chunk\r\nHD t120 k\r\n";
     #[test]
     fn ttl_tokens() {
         assert_eq!(ttl_token(None), 0);
-        assert_eq!(ttl_token(Some(Duration::from_millis(1))), 1);
-        assert_eq!(ttl_token(Some(Duration::from_millis(1500))), 2);
+        // Regression: `T1` for a 1 ms TTL expired at memcached's next clock tick, maybe a few ms later, so a lock
+        // or rate-limit window could end long before its TTL. One extra second makes the shortest life the TTL.
+        assert_eq!(ttl_token(Some(Duration::from_millis(1))), 2);
+        assert_eq!(ttl_token(Some(Duration::from_millis(1500))), 3);
         assert_eq!(
-            ttl_token(Some(Duration::from_secs(RELATIVE_TTL_LIMIT))),
+            ttl_token(Some(Duration::from_secs(RELATIVE_TTL_LIMIT - 1))),
             RELATIVE_TTL_LIMIT
         );
-        let far = ttl_token(Some(Duration::from_secs(RELATIVE_TTL_LIMIT + 1)));
+        let far = ttl_token(Some(Duration::from_secs(RELATIVE_TTL_LIMIT)));
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap()

@@ -486,6 +486,14 @@ impl Backend for ClientSideBackend {
         self.writing(key, self.redis().unlock(key, token)).await
     }
 
+    async fn rate_limit(
+        &self,
+        key: &str,
+        rule: cache_core::RateRule,
+    ) -> Result<cache_core::RateDecision, BackendError> {
+        self.writing(key, self.redis().rate_limit(key, rule)).await
+    }
+
     async fn ping(&self) -> Result<(), BackendError> {
         self.redis().ping().await
     }

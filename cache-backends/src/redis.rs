@@ -41,7 +41,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use cache_core::{
-    Backend, BackendError, Capabilities, CasOutcome, CasToken, GlobMatcher, KeyTtl, SetMode,
+    Backend, BackendError, Capabilities, CasOutcome, CasToken, GlobMatcher, KeyTtl, RateAlgorithm,
+    RateDecision, RateRule, SetMode,
 };
 use fred::clients::{Client, Pool};
 use fred::error::{Error as FredError, ErrorKind};
@@ -121,6 +122,48 @@ redis.call('PERSIST', KEYS[1])
 return 1
 ";
 
+/// One fixed-window rate-limit check: `ARGV[1]` the limit, `ARGV[2]` the period in ms. Refused calls are not
+/// counted. Replies `{allowed (0/1), remaining, ms until the window resets}`.
+const RATE_FIXED_LUA: &str = r"
+local limit = tonumber(ARGV[1])
+local period = tonumber(ARGV[2])
+local count = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+local allowed = 0
+if count < limit then
+  count = redis.call('INCR', KEYS[1])
+  allowed = 1
+end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  redis.call('PEXPIRE', KEYS[1], period)
+  ttl = period
+end
+if allowed == 1 then return {1, limit - count, ttl} end
+return {0, 0, ttl}
+";
+
+/// One sliding-window rate-limit check on a sorted set of the allowed calls' times (server clock, ms): calls
+/// older than one period are dropped, then the call is allowed if fewer than `ARGV[1]` remain. `ARGV[3]` makes
+/// the member unique. Replies like `RATE_FIXED_LUA`; refused, the ms until the oldest call leaves the window.
+const RATE_SLIDING_LUA: &str = r"
+local limit = tonumber(ARGV[1])
+local period = tonumber(ARGV[2])
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - period)
+local count = redis.call('ZCARD', KEYS[1])
+if count >= limit then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  local reset = period
+  if oldest[2] then reset = tonumber(oldest[2]) + period - now end
+  if reset < 1 then reset = 1 end
+  return {0, 0, reset}
+end
+redis.call('ZADD', KEYS[1], now, now .. ':' .. ARGV[3])
+redis.call('PEXPIRE', KEYS[1], period)
+return {1, limit - count - 1, period}
+";
+
 const UNLOCK_LUA: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end
 ";
@@ -164,6 +207,8 @@ struct Inner {
     gets_script: Script,
     cas_script: Script,
     persist_script: Script,
+    rate_fixed_script: Script,
+    rate_sliding_script: Script,
 }
 
 impl Drop for Inner {
@@ -510,6 +555,8 @@ impl RedisBackendBuilder {
                 gets_script: Script::from_lua(GETS_LUA),
                 cas_script: Script::from_lua(CAS_LUA),
                 persist_script: Script::from_lua(PERSIST_LUA),
+                rate_fixed_script: Script::from_lua(RATE_FIXED_LUA),
+                rate_sliding_script: Script::from_lua(RATE_SLIDING_LUA),
             }),
         })
     }
@@ -1041,6 +1088,54 @@ impl Backend for RedisBackend {
             )
             .await?;
         Ok(deleted > 0)
+    }
+
+    async fn rate_limit(&self, key: &str, rule: RateRule) -> Result<RateDecision, BackendError> {
+        let (script, unique) = match rule.algorithm {
+            RateAlgorithm::Fixed => (&self.inner.rate_fixed_script, String::new()),
+            RateAlgorithm::Sliding => {
+                let mut bytes = [0u8; 8];
+                // Two calls in one millisecond need distinct members; without randomness, a count still makes
+                // them distinct within this process, and another process's call at the same millisecond and
+                // count is the only collision left (it would count once).
+                if getrandom::fill(&mut bytes).is_err() {
+                    static COUNT: std::sync::atomic::AtomicU64 =
+                        std::sync::atomic::AtomicU64::new(0);
+                    bytes = COUNT
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                        .to_le_bytes();
+                }
+                (
+                    &self.inner.rate_sliding_script,
+                    format!("{:016x}", u64::from_le_bytes(bytes)),
+                )
+            }
+        };
+        let limit = i64::try_from(rule.limit).unwrap_or(i64::MAX);
+        let period = i64::try_from(rule.period.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1);
+        let reply: Vec<i64> = self
+            .run_script(
+                script,
+                self.full_key(key),
+                vec![
+                    Value::Integer(limit),
+                    Value::Integer(period),
+                    Value::String(unique.into()),
+                ],
+            )
+            .await?;
+        match reply[..] {
+            [allowed, remaining, reset] => Ok(RateDecision {
+                allowed: allowed == 1,
+                remaining: u64::try_from(remaining).unwrap_or(0),
+                reset_after: Duration::from_millis(u64::try_from(reset).unwrap_or(0)),
+            }),
+            _ => Err(BackendError::Other(format!(
+                "unexpected rate-limit reply from Redis: {reply:?}"
+            ))),
+        }
     }
 
     async fn ping(&self) -> Result<(), BackendError> {

@@ -602,6 +602,15 @@ impl Backend for TieredBackend {
         self.shared.l2.unlock(key, token).await
     }
 
+    async fn rate_limit(
+        &self,
+        key: &str,
+        rule: cache_core::RateRule,
+    ) -> Result<cache_core::RateDecision, BackendError> {
+        // Limits are shared state of L2; an L1 copy of a counter would only go stale.
+        self.shared.l2.rate_limit(key, rule).await
+    }
+
     async fn ping(&self) -> Result<(), BackendError> {
         self.shared.l2.ping().await
     }

@@ -340,6 +340,20 @@ pub trait Backend: AsAny + Send + Sync + 'static {
         Err(self.unsupported(Capabilities::LOCKS))
     }
 
+    /// Counts one call against the rate limit `rule` kept under `key`, atomically: concurrent callers in any
+    /// process never both take the last slot. Refused calls are not counted.
+    ///
+    /// The default reads, decides and writes back with compare-and-set ([`check_rate_by_cas`](crate::check_rate_by_cas),
+    /// wall clock, needs [`Capabilities::CAS`]); a backend that can do it in one step (Redis: one Lua script)
+    /// overrides it.
+    async fn rate_limit(
+        &self,
+        key: &str,
+        rule: crate::RateRule,
+    ) -> Result<crate::RateDecision, BackendError> {
+        crate::check_rate_by_cas(self, key, rule).await
+    }
+
     /// Checks that the backend answers.
     async fn ping(&self) -> Result<(), BackendError>;
 
@@ -489,6 +503,13 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     }
     async fn unlock(&self, key: &str, token: &[u8]) -> Result<bool, BackendError> {
         (**self).unlock(key, token).await
+    }
+    async fn rate_limit(
+        &self,
+        key: &str,
+        rule: crate::RateRule,
+    ) -> Result<crate::RateDecision, BackendError> {
+        (**self).rate_limit(key, rule).await
     }
     async fn ping(&self) -> Result<(), BackendError> {
         (**self).ping().await

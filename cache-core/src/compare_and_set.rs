@@ -288,7 +288,7 @@ impl Cache {
 
 /// After a lost race: yield at first, then sleep a little longer each time, with jitter so the losers of one
 /// round do not collide again in the next.
-async fn back_off(attempt: u32) {
+pub(crate) async fn back_off(attempt: u32) {
     if attempt < 2 {
         tokio::task::yield_now().await;
         return;

@@ -56,6 +56,9 @@ pub enum CacheError {
     /// answer (see [`Cache::incr`](crate::Cache::incr)).
     #[error("cache operation {0:?} is disabled in this scope")]
     Disabled(Ops),
+    /// [`Cache::lock`](crate::Cache::lock) waited its whole timeout while another caller held the lock.
+    #[error(transparent)]
+    Locked(#[from] crate::toolkit::Locked),
 }
 
 impl CacheError {

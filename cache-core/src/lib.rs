@@ -52,6 +52,7 @@ mod size;
 mod stored;
 pub mod strategy;
 pub mod telemetry;
+mod toolkit;
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -69,9 +70,15 @@ pub use memory::{MemoryBackend, MemoryBackendBuilder};
 pub use metrics::MetricsSnapshot;
 pub use namespace::DEFAULT_NAMESPACE_REFRESH;
 pub use null::NullBackend;
+pub use strategy::FactoryTimedOut;
+pub use toolkit::{
+    check_rate_by_cas, CircuitOpen, LockGuard, LockRequest, Locked, RateAlgorithm, RateDecision,
+    RateLimited, RateRule, Remaining,
+};
 
 pub use async_trait::async_trait;
 pub use bytes::Bytes;
 pub use cache_macros::{
-    cache_early, cache_failover, cache_hit, cache_locked, cached, cached_many, invalidates,
+    cache_early, cache_failover, cache_hit, cache_locked, cached, cached_many, circuit_breaker,
+    invalidates, locked, rate_limit,
 };

@@ -255,6 +255,14 @@ impl Backend for NamespacedBackend {
         self.inner.unlock(&self.key(key).await?, token).await
     }
 
+    async fn rate_limit(
+        &self,
+        key: &str,
+        rule: crate::RateRule,
+    ) -> Result<crate::RateDecision, BackendError> {
+        self.inner.rate_limit(&self.key(key).await?, rule).await
+    }
+
     async fn ping(&self) -> Result<(), BackendError> {
         self.inner.ping().await
     }

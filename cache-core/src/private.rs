@@ -12,10 +12,71 @@ pub use crate::key::{KeyArg, KeyBuilder, KeyFormat};
 pub use crate::shape::{OkOnly, Plain, Shape, StrictOk};
 pub use crate::strategy::{
     cached, cached_with, early, early_foreground, failover, hits, invalidate, invalidate_matching,
-    invalidate_soft, locked, peek, refresh, refresh_with, soft, store, store_with, LockOptions,
-    Options,
+    invalidate_soft, locked, peek, refresh, refresh_with, soft, store, store_with, timed,
+    FactoryTimeouts, LockOptions, Options,
 };
 pub use std::vec::Vec;
+
+pub use crate::strategy::{circuit_breaker, CircuitOptions};
+pub use crate::toolkit::RateRule;
+
+/// `#[locked]`: runs `body` holding the lock `key` — waiting up to `timeout` for it with `wait`, else refusing at
+/// once with `Err(Locked)`. A backend failure runs the body without the lock (fail-open; logged and counted).
+pub async fn guard_locked<T, E, Fut>(
+    cache: &Cache,
+    key: String,
+    ttl: Duration,
+    wait: bool,
+    timeout: Duration,
+    body: Fut,
+) -> Result<T, E>
+where
+    E: From<crate::toolkit::Locked>,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let taken = if wait {
+        cache.lock(&key, ttl).timeout(timeout).await.map(Some)
+    } else {
+        cache.try_lock(&key, ttl).await
+    };
+    let guard = match taken {
+        Ok(Some(guard)) => Some(guard),
+        Ok(None) => {
+            return Err(E::from(crate::toolkit::Locked {
+                key,
+                waited: Duration::ZERO,
+            }))
+        }
+        Err(CacheError::Locked(locked)) => return Err(E::from(locked)),
+        // Already logged and counted by the cache.
+        Err(_) => None,
+    };
+    let out = body.await;
+    if let Some(guard) = guard {
+        // A failed release is logged by the cache; the lock's TTL frees it.
+        let _ = guard.release().await;
+    }
+    out
+}
+
+/// `#[rate_limit]`: counts the call against `rule` under `key`; a refused call gives `refused(RateLimited)`
+/// without running `body`. A backend failure lets the call through (fail-open; logged and counted).
+pub async fn guard_rate_limit<Out, Fut, R>(
+    cache: &Cache,
+    key: String,
+    rule: RateRule,
+    body: Fut,
+    refused: R,
+) -> Out
+where
+    Fut: std::future::Future<Output = Out>,
+    R: FnOnce(crate::toolkit::RateLimited) -> Out,
+{
+    match cache.rate_limit_with(&key, rule).await {
+        Ok(_) => body.await,
+        Err(limited) => refused(limited),
+    }
+}
 
 /// Names the error type of a `Result` output, so a failover predicate written as a closure (`on = |e| ...`)
 /// gets a concrete argument type even when the return type is an alias such as `io::Result<T>`.

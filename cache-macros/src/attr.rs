@@ -242,6 +242,7 @@ const COMMON_OPTIONS: &[&str] = &[
     "crate",
     "region",
     "namespace",
+    "ttl_jitter",
 ];
 
 const ALL_KINDS: [MacroKind; 5] = [
@@ -273,6 +274,8 @@ impl MacroKind {
                 "lock",
                 "lock_ttl",
                 "lock_wait",
+                "soft_timeout",
+                "hard_timeout",
             ],
             MacroKind::Early => &["cache_err", "strict", "early_ttl", "background"],
             // Failover stores `Ok` only and must see the body's `Err` (so never strict).
@@ -397,6 +400,12 @@ pub(crate) enum Strategy {
         lock_ttl: Option<Ttl>,
         lock_wait: Option<Ttl>,
     },
+    /// `__private::timed`: `cached_with` (or `soft` with a `soft_ttl`) on its own task, with factory timeouts.
+    Timed {
+        soft_ttl: Option<Ttl>,
+        soft_timeout: Option<Ttl>,
+        hard_timeout: Option<Ttl>,
+    },
 }
 
 impl Strategy {
@@ -408,6 +417,7 @@ impl Strategy {
                 background: true,
                 ..
             } | Strategy::Hits { .. }
+                | Strategy::Timed { .. }
         )
     }
 }
@@ -433,6 +443,8 @@ pub(crate) struct CachedOptions {
     pub(crate) result: Option<(bool, Span)>,
     pub(crate) companions: Companions,
     pub(crate) in_impl: bool,
+    /// `ttl_jitter = "1m"`: each call's TTL gets a random extra of up to this.
+    pub(crate) ttl_jitter: Option<Ttl>,
     pub(crate) strategy: Strategy,
 }
 
@@ -603,6 +615,7 @@ impl CachedOptions {
             result: None,
             companions: Companions::DEFAULT,
             in_impl: false,
+            ttl_jitter: None,
             strategy: Strategy::Cached,
         };
         // Strategy options, resolved into `options.strategy` after the loop.
@@ -615,6 +628,8 @@ impl CachedOptions {
         let mut on = None;
         let mut hits: Option<(Count, Span)> = None;
         let mut update_after: Option<(Count, Span)> = None;
+        let mut soft_timeout: Option<(Ttl, Span, Span)> = None;
+        let mut hard_timeout: Option<(Ttl, Span, Span)> = None;
 
         let mut errors = Errors::default();
         let known = kind.options();
@@ -703,6 +718,29 @@ impl CachedOptions {
                         .map(|(value, span)| (value, span, name_span))
                 }
                 "lock" => lock = errors.ok(expect_bool(option)),
+                "ttl_jitter" => {
+                    options.ttl_jitter = errors
+                        .ok(parse_duration(option, "ttl_jitter", "ttl_jitter = \"1m\""))
+                        .map(|(value, _)| value)
+                }
+                "soft_timeout" => {
+                    soft_timeout = errors
+                        .ok(parse_duration(
+                            option,
+                            "soft_timeout",
+                            "soft_timeout = \"100ms\"",
+                        ))
+                        .map(|(value, span)| (value, span, name_span))
+                }
+                "hard_timeout" => {
+                    hard_timeout = errors
+                        .ok(parse_duration(
+                            option,
+                            "hard_timeout",
+                            "hard_timeout = \"2s\"",
+                        ))
+                        .map(|(value, span)| (value, span, name_span))
+                }
                 "lock_ttl" => {
                     lock_ttl = errors
                         .ok(parse_duration(option, "lock_ttl", "lock_ttl = \"5s\""))
@@ -755,6 +793,41 @@ impl CachedOptions {
                          one is still served, so there is no cold key for the lock to guard",
                     ));
                 }
+                for (_, _, name) in soft_timeout.iter().chain(&hard_timeout) {
+                    if locking {
+                        errors.push(syn::Error::new(
+                            *name,
+                            "factory timeouts can't be combined with `lock`: callers that stop waiting would leave \
+                             the lock's waiters behind; use `soft_ttl` with `soft_timeout`, or `hard_timeout` alone",
+                        ));
+                    }
+                }
+                if let (Some((_, _, name)), None) = (&soft_timeout, &soft_ttl) {
+                    errors.push(syn::Error::new(
+                        *name,
+                        "`soft_timeout` serves the stale value while a slow recomputation finishes, so it needs \
+                         `soft_ttl` (values are stale between `soft_ttl` and `ttl`), e.g. `ttl = \"1h\", soft_ttl = \
+                         \"10m\", soft_timeout = \"100ms\"`",
+                    ));
+                }
+                if let (Some((soft, soft_span, _)), Some((hard, _, _))) =
+                    (&soft_timeout, &hard_timeout)
+                {
+                    if let (Some(soft), Some(hard)) = (soft.fixed(), hard.fixed()) {
+                        if soft >= hard {
+                            errors.push(syn::Error::new(
+                                *soft_span,
+                                format!(
+                                    "`soft_timeout` ({}) must be shorter than `hard_timeout` ({}): after the soft one \
+                                     a stale value is served, after the hard one the call gives up",
+                                    crate::ttl::show(soft),
+                                    crate::ttl::show(hard)
+                                ),
+                            ));
+                        }
+                    }
+                }
+                let timed = soft_timeout.is_some() || hard_timeout.is_some();
                 match soft_ttl {
                     Some((soft_ttl, value_span, name_span)) if !locking => {
                         if options.ttl.is_none() && !seen.given("ttl") {
@@ -772,11 +845,24 @@ impl CachedOptions {
                             "soft_ttl",
                             "after `soft_ttl` the value is recomputed, until `ttl` it may still be served on errors",
                         );
-                        Strategy::Soft { soft_ttl }
+                        if timed {
+                            Strategy::Timed {
+                                soft_ttl: Some(soft_ttl),
+                                soft_timeout: soft_timeout.map(|(value, _, _)| value),
+                                hard_timeout: hard_timeout.map(|(value, _, _)| value),
+                            }
+                        } else {
+                            Strategy::Soft { soft_ttl }
+                        }
                     }
                     _ if locking => Strategy::Locked {
                         lock_ttl: lock_ttl.map(|(value, _, _)| value),
                         lock_wait: lock_wait.map(|(value, _, _)| value),
+                    },
+                    _ if timed => Strategy::Timed {
+                        soft_ttl: None,
+                        soft_timeout: soft_timeout.map(|(value, _, _)| value),
+                        hard_timeout: hard_timeout.map(|(value, _, _)| value),
                     },
                     _ => Strategy::Cached,
                 }

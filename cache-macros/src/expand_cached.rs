@@ -92,6 +92,10 @@ fn check_owned_args(item: &FnItem, options: &CachedOptions, errors: &mut Errors)
     };
     let why = match options.strategy {
         Strategy::Early { .. } => "background refresh outlives the call".to_owned(),
+        Strategy::Timed { .. } => {
+            "with factory timeouts the body runs on its own task, which may outlive the call"
+                .to_owned()
+        }
         _ => format!(
             "`#[{}]` refreshes in the background, which outlives the call",
             options.kind.name()
@@ -154,6 +158,19 @@ pub(crate) fn expand(mut options: CachedOptions, item: FnItem) -> syn::Result<To
             format!(
                 "`#[cache_failover]` serves the last `Ok` when the body returns `Err`, so the function must return \
                  a `Result`; {result_hint}"
+            ),
+        ));
+    }
+    if matches!(options.strategy, Strategy::Timed { .. }) && !returns_result {
+        let span = match &item.sig.output {
+            ReturnType::Type(_, ty) => ty.span(),
+            ReturnType::Default => item.sig.ident.span(),
+        };
+        errors.push(syn::Error::new(
+            span,
+            format!(
+                "factory timeouts give up with `Err(FactoryTimedOut)`, so the function must return a `Result` whose \
+                 error implements `From<FactoryTimedOut>`; {result_hint}"
             ),
         ));
     }
@@ -407,6 +424,10 @@ impl Ctx<'_> {
                 value.extend(quote!(.time_condition(#min)));
             }
         }
+        if let Some(jitter) = &self.options.ttl_jitter {
+            let jitter = crate::ttl::duration_tokens(jitter, krate);
+            value.extend(quote!(.ttl_jitter(#jitter)));
+        }
         if !self.tags.is_empty() {
             let tags = self.tags_block(destructure);
             value.extend(quote!(.tags(#tags)));
@@ -428,6 +449,7 @@ impl Ctx<'_> {
             Strategy::Failover { .. } => "failover",
             Strategy::Hits { .. } => "hit",
             Strategy::Locked { .. } => "locked",
+            Strategy::Timed { .. } => "timed",
         };
         (
             quote!(::core::concat!(::core::module_path!(), #name)),
@@ -439,7 +461,11 @@ impl Ctx<'_> {
     fn refresh_after(&self, ttl: &Ident) -> Option<TokenStream> {
         let krate = self.krate;
         match &self.options.strategy {
-            Strategy::Soft { soft_ttl } => Some(crate::ttl::duration_tokens(soft_ttl, krate)),
+            Strategy::Soft { soft_ttl }
+            | Strategy::Timed {
+                soft_ttl: Some(soft_ttl),
+                ..
+            } => Some(crate::ttl::duration_tokens(soft_ttl, krate)),
             Strategy::Early {
                 early_ttl: Some(early_ttl),
                 ..
@@ -798,6 +824,35 @@ impl Ctx<'_> {
                         None => quote!(#krate::__private::Option::None),
                     };
                     ("hits", quote!(#hits, #update_after,))
+                }
+                Strategy::Timed {
+                    soft_timeout,
+                    hard_timeout,
+                    ..
+                } => {
+                    let soft_ttl = match self.refresh_after(&ttl) {
+                        Some(after) => quote!(#krate::__private::Option::Some(#after)),
+                        None => quote!(#krate::__private::Option::None),
+                    };
+                    let mut timeouts = quote!(#krate::__private::FactoryTimeouts::default());
+                    if let Some(soft) = soft_timeout {
+                        let soft = crate::ttl::duration_tokens(soft, krate);
+                        timeouts.extend(quote!(.soft(#soft)));
+                    }
+                    if let Some(hard) = hard_timeout {
+                        let hard = crate::ttl::duration_tokens(hard, krate);
+                        timeouts.extend(quote!(.hard(#hard)));
+                    }
+                    let timed_out = local("__timed_out");
+                    let call = quote_spanned! {self.out_span()=>
+                        match #krate_out::__private::timed(#shape, &#cache, #key, #options, #soft_ttl, #timeouts, #body).await {
+                            #krate::__private::Result::Ok(out) => out,
+                            #krate::__private::Result::Err(#timed_out) => {
+                                #krate::__private::Result::Err(::core::convert::From::from(#timed_out))
+                            }
+                        }
+                    };
+                    return self.braced(quote!(#statements #call));
                 }
                 Strategy::Locked {
                     lock_ttl,

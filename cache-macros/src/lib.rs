@@ -23,6 +23,7 @@ extern crate proc_macro;
 mod attr;
 mod errors;
 mod expand_cached;
+mod expand_guard;
 mod expand_invalidates;
 mod expand_many;
 mod item;
@@ -476,5 +477,112 @@ pub fn invalidates(attr: TokenStream, item: TokenStream) -> TokenStream {
         "invalidates",
         <attr::InvalidatesArgs as syn::parse::Parse>::parse,
         expand_invalidates::expand,
+    )
+}
+
+/// Runs an async fn holding a lock shared by every process using the cache's backend (cashews `@locked`): a
+/// mutex, caching nothing.
+///
+/// ```
+/// use cachette::{locked, Locked};
+/// # #[derive(Debug)] pub enum JobError { Busy(Locked) }
+/// # impl From<Locked> for JobError { fn from(e: Locked) -> Self { JobError::Busy(e) } }
+/// #[locked(key = "report:{day}", ttl = "30s", wait = false)]
+/// async fn build_report(day: u32) -> Result<String, JobError> {
+///     Ok(format!("report {day}"))
+/// }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// assert_eq!(build_report(7).await.unwrap(), "report 7");
+/// # }
+/// ```
+///
+/// - `key`: a template over the arguments (default: the fn's path), stored as `lock:<key>`.
+/// - `ttl` (default 30 s): the longest a holder that died keeps the lock.
+/// - `wait = true` (the default): callers queue up, polling, so runs never overlap; after `timeout` (default:
+///   `ttl`) a caller gives up with `Err(Locked)`. `wait = false`: a caller that finds the lock held gets
+///   `Err(Locked)` at once.
+/// - The fn returns `Result<T, E>` with `E: From<Locked>`. The lock is released when the body returns, panics
+///   or is cancelled (compare-and-delete, so an expired lock taken by another caller stays theirs).
+/// - `cache = EXPR`, `crate = path` as for [`macro@cached`]. A backend failure runs the body without the lock
+///   (fail-open, logged and counted); a backend that cannot compare-and-delete is a failure of that kind.
+#[proc_macro_attribute]
+pub fn locked(attr: TokenStream, item: TokenStream) -> TokenStream {
+    guard(attr, item, expand_guard::GuardKind::Locked)
+}
+
+/// Limits how often an async fn runs, shared by every process using the cache's backend (cashews
+/// `rate_limit` / `slice_rate_limit`).
+///
+/// ```
+/// use cachette::{rate_limit, RateLimited};
+/// # #[derive(Debug)] pub enum ApiError { TooMany(RateLimited) }
+/// # impl From<RateLimited> for ApiError { fn from(e: RateLimited) -> Self { ApiError::TooMany(e) } }
+/// #[rate_limit(limit = 2, period = "1m", key = "ip:{ip}")]
+/// async fn login(ip: String) -> Result<&'static str, ApiError> {
+///     Ok("welcome")
+/// }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// assert!(login("10.0.0.1".into()).await.is_ok());
+/// assert!(login("10.0.0.1".into()).await.is_ok());
+/// assert!(matches!(login("10.0.0.1".into()).await, Err(ApiError::TooMany(_))));
+/// assert!(login("10.0.0.2".into()).await.is_ok());
+/// # }
+/// ```
+///
+/// - `limit` calls per `period` (both required), counted under `key` (a template over the arguments; default:
+///   the fn's path, one limit for all callers), stored as `rate_limit:<key>`.
+/// - `algorithm = "fixed"` (the default: a counter per window) or `"sliding"` (at most `limit` calls in any span
+///   of one `period`). Atomic on every backend: one Lua script per call on Redis, compare-and-set elsewhere.
+/// - Over the limit the body does not run: the fn returns `Err(E::from(RateLimited))`, so `E: From<RateLimited>`;
+///   or `action = path` names a `fn(RateLimited) -> Out` whose output is returned instead (any return type).
+/// - `cache = EXPR`, `crate = path` as for [`macro@cached`]. A backend failure lets the call through (fail-open,
+///   logged and counted).
+#[proc_macro_attribute]
+pub fn rate_limit(attr: TokenStream, item: TokenStream) -> TokenStream {
+    guard(attr, item, expand_guard::GuardKind::RateLimit)
+}
+
+/// Stops calling an async fn while it keeps failing (cashews `circuit_breaker`), with counters in the cache's
+/// backend so every instance opens together.
+///
+/// ```
+/// use cachette::{circuit_breaker, CircuitOpen};
+/// # #[derive(Debug)] pub enum PayError { Down, Open(CircuitOpen) }
+/// # impl From<CircuitOpen> for PayError { fn from(e: CircuitOpen) -> Self { PayError::Open(e) } }
+/// #[circuit_breaker(errors_rate = 0.5, period = "1m", min_calls = 2, ttl = "30s", half_open_ttl = "10s")]
+/// async fn charge(fail: bool) -> Result<u32, PayError> {
+///     if fail { Err(PayError::Down) } else { Ok(1) }
+/// }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// assert!(matches!(charge(true).await, Err(PayError::Down)));
+/// assert!(matches!(charge(true).await, Err(PayError::Down)));
+/// assert!(matches!(charge(false).await, Err(PayError::Open(_))), "open: the body does not run");
+/// # }
+/// ```
+///
+/// - Calls and `Err`s are counted per window of `period`; once a window has `min_calls` calls (default 10) and
+///   at least `errors_rate` of them failed, the circuit opens for `ttl` (default 30 s): calls return
+///   `Err(E::from(CircuitOpen))` without running, so `E: From<CircuitOpen>`.
+/// - Then, for `half_open_ttl` (default 10 s), it is half-open: `half_open_ratio` of the calls (default 0.1) run;
+///   the first success closes it, the first error opens it again.
+/// - `key` (a template; default: the fn's path; stored as `circuit:<key>:…`), `cache = EXPR`, `crate = path` as
+///   for [`macro@cached`]. A backend failure lets the call through uncounted (fail-open, logged and counted).
+#[proc_macro_attribute]
+pub fn circuit_breaker(attr: TokenStream, item: TokenStream) -> TokenStream {
+    guard(attr, item, expand_guard::GuardKind::CircuitBreaker)
+}
+
+fn guard(attr: TokenStream, item: TokenStream, kind: expand_guard::GuardKind) -> TokenStream {
+    run(
+        attr,
+        item,
+        kind.name(),
+        move |input: syn::parse::ParseStream<'_>| {
+            expand_guard::GuardOptions::parse_for(input, kind)
+        },
+        expand_guard::expand,
     )
 }

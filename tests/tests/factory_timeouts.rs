@@ -135,3 +135,144 @@ async fn on_the_tiered_cache_over_redis() {
     let tiered = TieredBackend::new(Arc::new(l2), None, TieredOptions::default());
     scenario(Cache::builder().backend(tiered).build()).await;
 }
+
+#[derive(Debug, PartialEq)]
+enum RateError {
+    TimedOut(FactoryTimedOut),
+}
+
+impl From<FactoryTimedOut> for RateError {
+    fn from(e: FactoryTimedOut) -> Self {
+        RateError::TimedOut(e)
+    }
+}
+
+static MACRO_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// What the next run of `exchange_rate` returns and how long it takes.
+static NEXT: std::sync::Mutex<(u32, Duration)> = std::sync::Mutex::new((0, Duration::ZERO));
+
+fn next(value: u32, delay: Duration) {
+    *NEXT.lock().unwrap() = (value, delay);
+}
+
+/// The cache the macro tests' functions use, switched between scenarios.
+static CURRENT: std::sync::Mutex<Option<Cache>> = std::sync::Mutex::new(None);
+
+fn current() -> Cache {
+    CURRENT
+        .lock()
+        .unwrap()
+        .clone()
+        .unwrap_or_else(Cache::memory)
+}
+
+#[cachette::cached(
+    cache = current(),
+    key = "rate:{currency}",
+    ttl = "1h",
+    soft_ttl = "400ms",
+    soft_timeout = "100ms",
+    hard_timeout = "400ms"
+)]
+async fn exchange_rate(currency: String) -> Result<u32, RateError> {
+    MACRO_RUNS.fetch_add(1, SeqCst);
+    let (value, delay) = *NEXT.lock().unwrap();
+    tokio::time::sleep(delay).await;
+    Ok(value)
+}
+
+async fn macro_scenario(cache: Cache) {
+    MACRO_RUNS.store(0, SeqCst);
+    *CURRENT.lock().unwrap() = Some(cache);
+    let call = || exchange_rate("eur".into());
+    // Cold and slower than the hard timeout: the typed error, and the value lands in the background.
+    next(1, Duration::from_millis(600));
+    let started = Instant::now();
+    assert_eq!(
+        call().await,
+        Err(RateError::TimedOut(FactoryTimedOut(Duration::from_millis(
+            400
+        ))))
+    );
+    assert!(started.elapsed() < Duration::from_millis(590));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    next(9, Duration::ZERO);
+    assert_eq!(
+        call().await,
+        Ok(1),
+        "stored by the run that outlived its caller"
+    );
+    assert_eq!(MACRO_RUNS.load(SeqCst), 1);
+    // Stale (past the soft ttl) and slow: the stale value after the soft timeout; the fresh one later.
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    next(2, Duration::from_millis(300));
+    let started = Instant::now();
+    assert_eq!(call().await, Ok(1));
+    assert!(
+        started.elapsed() < Duration::from_millis(290),
+        "{:?}",
+        started.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        call().await,
+        Ok(2),
+        "stored by the run that finished in the background"
+    );
+    assert_eq!(MACRO_RUNS.load(SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn macro_timeouts_on_memory_and_redis() {
+    macro_scenario(Cache::memory()).await;
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let redis = RedisBackend::builder()
+        .url(server.url())
+        .build()
+        .await
+        .unwrap();
+    macro_scenario(Cache::builder().backend(redis).build()).await;
+}
+
+#[cachette::cached(cache = JITTERED.get().unwrap(), key = "jitter:{id}", ttl = "100s", ttl_jitter = "50s")]
+async fn jittered(id: u32) -> u32 {
+    id
+}
+
+static JITTERED: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttl_jitter_spreads_expiry_over_the_jitter() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let redis = RedisBackend::builder()
+        .url(server.url())
+        .build()
+        .await
+        .unwrap();
+    JITTERED
+        .set(Cache::builder().backend(redis).build())
+        .unwrap();
+    for id in 0..40 {
+        jittered(id).await;
+    }
+    let mut ttls = Vec::new();
+    for id in 0..40 {
+        let reply = server.command(&["PTTL", &format!("jitter:{id}")]).unwrap();
+        ttls.push(reply.trim().parse::<u64>().unwrap());
+    }
+    assert!(
+        ttls.iter().all(|&ms| (98_000..=150_000).contains(&ms)),
+        "{ttls:?}"
+    );
+    let (min, max) = (ttls.iter().min().unwrap(), ttls.iter().max().unwrap());
+    assert!(
+        max - min > 20_000,
+        "40 TTLs within {} ms of each other: not spread",
+        max - min
+    );
+}

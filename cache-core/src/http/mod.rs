@@ -7,6 +7,8 @@
 //!   (`X-From-Cache-Keys` by default), plus `Age` and `Cache-Control: max-age`.
 //! - [`EtagLayer`]: strong `ETag`s for successful responses; a conditional request whose ETag is still backed
 //!   by the same cache entries gets `304 Not Modified` without running the handler.
+//! - [`RateLimitLayer`]: a shared rate limit per client (any key derived from the request); `429` with
+//!   `Retry-After` once it is used up.
 //!
 //! Install them outermost first, in this order, so each sees the scope of the one before:
 //!
@@ -51,11 +53,13 @@ mod body;
 mod cache_control;
 mod detect;
 mod etag;
+mod rate_limit;
 
 pub use body::EtagBody;
 pub use cache_control::{CacheControlLayer, CacheControlService, RequestDirectives};
 pub use detect::{DetectLayer, DetectService, DEFAULT_KEYS_HEADER};
 pub use etag::{EtagKeyFn, EtagLayer, EtagService, ETAG_STRATEGY};
+pub use rate_limit::{RateKeyFn, RateLimitLayer, RateLimitService};
 
 /// The future of every service here: boxed, because the context scopes wrap the inner future in types that
 /// cannot be named.

@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::wrap::{BackendLayer, Op};
 use crate::backend::BackendError;
 
-const OPS: [Op; 20] = [
+const OPS: [Op; 21] = [
     Op::Get,
     Op::GetMany,
     Op::Set,
@@ -20,6 +20,7 @@ const OPS: [Op; 20] = [
     Op::Expire,
     Op::Ttl,
     Op::Unlock,
+    Op::RateLimit,
     Op::Persist,
     Op::Gets,
     Op::Cas,

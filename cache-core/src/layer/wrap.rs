@@ -42,6 +42,8 @@ pub enum Op {
     Ttl,
     /// [`Backend::unlock`]
     Unlock,
+    /// [`Backend::rate_limit`]
+    RateLimit,
     /// [`Backend::persist`]
     Persist,
     /// [`Backend::gets`]
@@ -80,6 +82,7 @@ impl Op {
             Op::Expire => "expire",
             Op::Ttl => "ttl",
             Op::Unlock => "unlock",
+            Op::RateLimit => "rate_limit",
             Op::Persist => "persist",
             Op::Gets => "gets",
             Op::Cas => "cas",
@@ -348,6 +351,17 @@ impl<L: BackendLayer, B: Backend> Backend for Layered<L, B> {
         let key = self.layer.key(key);
         self.layer
             .around(Op::Unlock, self.inner.unlock(&key, token))
+            .await
+    }
+
+    async fn rate_limit(
+        &self,
+        key: &str,
+        rule: crate::RateRule,
+    ) -> Result<crate::RateDecision, BackendError> {
+        let key = self.layer.key(key);
+        self.layer
+            .around(Op::RateLimit, self.inner.rate_limit(&key, rule))
             .await
     }
 

@@ -136,6 +136,27 @@ impl HeldLock {
             release(&self.cache, &self.key, &token).await;
         }
     }
+
+    /// Like [`HeldLock::release`], reporting whether the lock was still ours and any backend error.
+    pub(crate) async fn release_checked(mut self) -> Result<bool, CacheError> {
+        let Some(token) = self.token.take() else {
+            return Ok(false);
+        };
+        self.cache.unlock(&self.key, &token).await
+    }
+
+    pub(crate) fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The token, until released.
+    pub(crate) fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    pub(crate) fn cache(&self) -> &Cache {
+        &self.cache
+    }
 }
 
 impl Drop for HeldLock {
@@ -275,23 +296,8 @@ where
 }
 
 impl Cache {
-    /// Takes a lock named `key` in the backend for `ttl` (`SET NX` with a random token). Returns the token to
-    /// pass to [`Cache::unlock`], or `None` if it is held.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// let cache = cache_core::Cache::memory();
-    /// let token = cache.lock("job", std::time::Duration::from_secs(5)).await.unwrap().unwrap();
-    /// assert!(cache.lock("job", std::time::Duration::from_secs(5)).await.unwrap().is_none());
-    /// assert!(cache.unlock("job", &token).await.unwrap());
-    /// # }
-    /// ```
-    pub async fn lock(&self, key: &str, ttl: Duration) -> Result<Option<String>, CacheError> {
-        acquire(self, key, ttl).await
-    }
-
-    /// Releases a lock taken with [`Cache::lock`] if `token` still holds it. Returns whether it did.
+    /// Releases the lock `key` if `token` still holds it (compare-and-delete). Returns whether it did. A
+    /// [`LockGuard`](crate::LockGuard) does this by itself; this is for tokens kept elsewhere.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]

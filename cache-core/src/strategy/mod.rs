@@ -10,19 +10,20 @@ use bytes::Bytes;
 mod early;
 mod failover;
 mod hits;
-mod lock;
+pub(crate) mod lock;
 mod many;
 mod soft;
 mod tags;
 mod timeouts;
 
+pub use crate::toolkit::circuit::{circuit_breaker, CircuitOptions};
 pub use early::{early, early_foreground, EARLY};
 pub use failover::{failover, FAILOVER};
 pub use hits::{hits, HITS};
 pub use lock::{locked, LockOptions, LOCKED};
 pub use soft::{soft, SOFT};
 pub use tags::{delete_tags, tag_key};
-pub use timeouts::{FactoryTimedOut, FactoryTimeouts};
+pub use timeouts::{timed, FactoryTimedOut, FactoryTimeouts};
 
 use crate::cache::Cache;
 use crate::context::{self, Hit, Ops};
@@ -98,6 +99,29 @@ impl<Out> Options<Out> {
     /// Adds a condition on the body's duration (cashews' `time_condition`).
     pub fn time_condition(mut self, min_duration: Duration) -> Self {
         self.min_duration = Some(min_duration);
+        self
+    }
+
+    /// Spreads expiry (FusionCache's jitter): this call's TTL gets a random extra of up to `max`, so values of
+    /// many keys stored at once (a deploy, a cache flush) do not all expire at once and stampede the database.
+    ///
+    /// ```
+    /// use cache_core::strategy::Options;
+    /// use std::time::Duration;
+    /// let hour = Duration::from_secs(3600);
+    /// let opts = Options::<u8>::ttl(Some(hour)).ttl_jitter(Duration::from_secs(60));
+    /// let ttl = opts.ttl.unwrap();
+    /// assert!(ttl >= hour && ttl < hour + Duration::from_secs(60));
+    /// ```
+    pub fn ttl_jitter(mut self, max: Duration) -> Self {
+        if let Some(ttl) = self.ttl {
+            let mut bytes = [0u8; 8];
+            // Without randomness there is nothing to spread with: the TTL stays as given.
+            if getrandom::fill(&mut bytes).is_ok() {
+                let unit = u64::from_le_bytes(bytes) as f64 / (u64::MAX as f64 + 1.0);
+                self.ttl = Some(ttl.saturating_add(max.mul_f64(unit)));
+            }
+        }
         self
     }
 

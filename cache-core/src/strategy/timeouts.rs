@@ -7,10 +7,10 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use super::{soft, Options};
+use super::{cached_with, soft, Options};
 use crate::cache::Cache;
 use crate::context::{self, Ops};
-use crate::shape::{Plain, Storable};
+use crate::shape::{Plain, Shape, Storable};
 
 /// How long callers wait for a recomputation before they give up on it (see [`Cache::get_or_set_timed`]).
 ///
@@ -106,59 +106,21 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = T> + Send + 'static,
     {
-        let started = Instant::now();
-        let cache = self.clone();
-        let owned_key = key.to_owned();
-        let body = compute();
-        let mut task = context::spawn(async move {
-            soft(
-                Plain,
-                &cache,
-                owned_key,
-                Options::ttl(Some(ttl)),
-                soft_ttl,
-                body,
-            )
-            .await
-        });
-        if let Some(soft_limit) = timeouts
-            .soft
-            .filter(|s| timeouts.hard.is_none_or(|h| *s < h))
-        {
-            if let Ok(joined) = tokio::time::timeout(soft_limit, &mut task).await {
-                return finished(joined, started);
-            }
-            if let Some(stale) = self.stale_value::<T>(key).await {
-                tracing::info!(
-                    key,
-                    ?soft_limit,
-                    "recomputation past its soft timeout; serving the stale value while it finishes"
-                );
-                return Ok(stale);
-            }
-        }
-        match timeouts.hard {
-            Some(hard) => {
-                let left = hard.saturating_sub(started.elapsed());
-                match tokio::time::timeout(left, &mut task).await {
-                    Ok(joined) => finished(joined, started),
-                    Err(_) => {
-                        tracing::warn!(
-                            key,
-                            ?hard,
-                            "recomputation past its hard timeout; it finishes in the background"
-                        );
-                        Err(FactoryTimedOut(hard))
-                    }
-                }
-            }
-            None => finished(task.await, started),
-        }
+        timed(
+            Plain,
+            self,
+            key.to_owned(),
+            Options::ttl(Some(ttl)),
+            Some(soft_ttl),
+            timeouts,
+            compute(),
+        )
+        .await
     }
 
     /// The stored value of `key`, stale or not, if the current scope may read it (reads enabled, young enough
     /// for its `max_age`). A failed read is `None`: the caller keeps waiting for the recomputation.
-    async fn stale_value<T: Storable>(&self, key: &str) -> Option<T> {
+    async fn stale_value<T: serde::de::DeserializeOwned>(&self, key: &str) -> Option<T> {
         if context::is_disabled(Ops::GET) {
             return None;
         }
@@ -167,6 +129,82 @@ impl Cache {
             Ok(Some((meta, value))) if max_age.is_none_or(|max| meta.age() < max) => Some(value),
             _ => None,
         }
+    }
+}
+
+/// [`cached_with`](super::cached_with) (or, with a `soft_ttl`, [`soft`](super::soft)) with factory timeouts, for
+/// any [`Shape`]: see [`Cache::get_or_set_timed`]. The `#[cached(soft_timeout = …, hard_timeout = …)]` strategy.
+///
+/// ```
+/// use cache_core::{shape::OkOnly, strategy::{self, FactoryTimeouts, FactoryTimedOut, Options}, Cache};
+/// use std::time::Duration;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let cache = Cache::memory();
+/// let limits = FactoryTimeouts::default().hard(Duration::from_millis(50));
+/// let slow = async {
+///     tokio::time::sleep(Duration::from_secs(5)).await;
+///     Ok::<u8, ()>(1)
+/// };
+/// let out = strategy::timed(OkOnly, &cache, "k".into(), Options::ttl(None), None, limits, slow).await;
+/// assert_eq!(out, Err(FactoryTimedOut(Duration::from_millis(50))));
+/// # }
+/// ```
+pub async fn timed<S, Out, Fut>(
+    shape: S,
+    cache: &Cache,
+    key: String,
+    options: Options<Out>,
+    soft_ttl: Option<Duration>,
+    timeouts: FactoryTimeouts,
+    body: Fut,
+) -> Result<Out, FactoryTimedOut>
+where
+    S: Shape<Out> + Send + 'static,
+    Out: Send + 'static,
+    Fut: Future<Output = Out> + Send + 'static,
+{
+    let started = Instant::now();
+    let task_cache = cache.clone();
+    let task_key = key.clone();
+    let mut task = context::spawn(async move {
+        match soft_ttl {
+            Some(soft_ttl) => soft(shape, &task_cache, task_key, options, soft_ttl, body).await,
+            None => cached_with(shape, &task_cache, task_key, options, body).await,
+        }
+    });
+    if let Some(soft_limit) = timeouts
+        .soft
+        .filter(|s| timeouts.hard.is_none_or(|h| *s < h))
+    {
+        if let Ok(joined) = tokio::time::timeout(soft_limit, &mut task).await {
+            return finished(joined, started);
+        }
+        if let Some(stale) = cache.stale_value::<S::Stored>(&key).await {
+            tracing::info!(
+                key,
+                ?soft_limit,
+                "recomputation past its soft timeout; serving the stale value while it finishes"
+            );
+            return Ok(S::rebuild(stale));
+        }
+    }
+    match timeouts.hard {
+        Some(hard) => {
+            let left = hard.saturating_sub(started.elapsed());
+            match tokio::time::timeout(left, &mut task).await {
+                Ok(joined) => finished(joined, started),
+                Err(_) => {
+                    tracing::warn!(
+                        key,
+                        ?hard,
+                        "recomputation past its hard timeout; it finishes in the background"
+                    );
+                    Err(FactoryTimedOut(hard))
+                }
+            }
+        }
+        None => finished(task.await, started),
     }
 }
 

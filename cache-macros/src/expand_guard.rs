@@ -193,7 +193,12 @@ impl GuardOptions {
                         wait = value;
                     }
                 }
-                "timeout" => timeout = errors.ok(duration(option, "timeout = \"5s\"")),
+                "timeout" => {
+                    let name_span = option.name.span();
+                    timeout = errors
+                        .ok(duration(option, "timeout = \"5s\""))
+                        .map(|value| (value, name_span));
+                }
                 "limit" => {
                     limit = errors
                         .ok(expect_expr(option, "limit = 100")
@@ -248,17 +253,17 @@ impl GuardOptions {
         };
         let guard = match kind {
             GuardKind::Locked => {
-                if let (Some(timeout), false) = (&timeout, wait) {
-                    let span = match timeout {
-                        Ttl::Dynamic(expr) => expr.span(),
-                        Ttl::Fixed { .. } => Span::call_site(),
-                    };
+                if let (Some((_, span)), false) = (&timeout, wait) {
                     errors.push(syn::Error::new(
-                        span,
+                        *span,
                         "`timeout` is how long a caller waits for the lock; with `wait = false` nobody waits",
                     ));
                 }
-                Some(Guard::Locked { ttl, wait, timeout })
+                Some(Guard::Locked {
+                    ttl,
+                    wait,
+                    timeout: timeout.map(|(value, _)| value),
+                })
             }
             GuardKind::RateLimit => {
                 required(limit.is_some(), "limit", "limit = 100, period = \"1m\"");
@@ -386,7 +391,8 @@ pub(crate) fn expand(options: GuardOptions, item: FnItem) -> syn::Result<TokenSt
         ReturnType::Type(_, ty) => ty.span(),
         ReturnType::Default => item.sig.ident.span(),
     };
-    let private = quote_spanned!(out_span=> #krate::__private);
+    let krate_out = crate::template::respan(quote!(#krate), out_span);
+    let private = quote_spanned!(out_span=> #krate_out::__private);
     let call = match &options.guard {
         Guard::Locked { ttl, wait, timeout } => {
             let ttl = ttl.as_ref().map_or_else(
@@ -397,9 +403,12 @@ pub(crate) fn expand(options: GuardOptions, item: FnItem) -> syn::Result<TokenSt
             let timeout = timeout
                 .as_ref()
                 .map_or_else(|| quote!(#t), |value| ttl::duration_tokens(value, krate));
+            let call = quote_spanned! {out_span=>
+                #private::guard_locked(&#cache, #key, #t, #wait, #timeout, #body).await
+            };
             quote! {{
                 let #t = #ttl;
-                #private::guard_locked(&#cache, #key, #t, #wait, #timeout, #body).await
+                #call
             }}
         }
         Guard::RateLimit {
@@ -455,22 +464,26 @@ pub(crate) fn expand(options: GuardOptions, item: FnItem) -> syn::Result<TokenSt
             if let Some(ratio) = half_open_ratio {
                 options.extend(quote!(.half_open_ratio({ let __r: f64 = #ratio; __r })));
             }
-            quote!(#private::circuit_breaker(&#cache, &#key, #options, #body).await)
+            quote_spanned!(out_span=> #private::circuit_breaker(&#cache, &#key, #options, #body).await)
         }
     };
     let attrs = &item.attrs;
     let vis = &item.vis;
     let sig = &item.sig;
+    let statements = quote! {
+        let #cache: #krate::__private::Cache = #cache_value;
+        let #key: #krate::__private::String = {
+            let mut #kb = #krate::__private::KeyBuilder::new();
+            #key_statements
+            #kb.finish()
+        };
+        #call
+    };
+    // Spanned at the return type: the async fn's future, and so a missing `From` impl, is checked at its span.
+    let mut fn_body = proc_macro2::Group::new(proc_macro2::Delimiter::Brace, statements);
+    fn_body.set_span(out_span);
     Ok(quote! {
         #(#attrs)*
-        #vis #sig {
-            let #cache: #krate::__private::Cache = #cache_value;
-            let #key: #krate::__private::String = {
-                let mut #kb = #krate::__private::KeyBuilder::new();
-                #key_statements
-                #kb.finish()
-            };
-            #call
-        }
+        #vis #sig #fn_body
     })
 }

@@ -594,3 +594,98 @@ async fn the_circuit_opens_for_every_instance_then_probes_and_closes() {
         assert_eq!(runs(), 8, "{store}");
     }
 }
+
+/// A tiny axum service behind `RateLimitLayer` (3 requests a minute per `x-client`), on a free loopback port.
+async fn limited_server(cache: Cache) -> (String, tokio::task::JoinHandle<()>) {
+    use cachette::http::RateLimitLayer;
+    let per_client = |parts: &axum::http::request::Parts| {
+        parts
+            .headers
+            .get("x-client")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let app = axum::Router::new()
+        .route("/", axum::routing::get(|| async { "ok" }))
+        .layer(RateLimitLayer::new(3, Duration::from_secs(60), per_client).cache(cache));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (base, task)
+}
+
+async fn get(base: &str, client: &str) -> (u16, Option<String>) {
+    use http_body_util::Empty;
+    use hyper_util::client::legacy::Client;
+    let http =
+        Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
+    let request = axum::http::Request::get(format!("{base}/"))
+        .header("x-client", client)
+        .body(Empty::new())
+        .unwrap();
+    let response = http.request(request).await.unwrap();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (response.status().as_u16(), retry_after)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_services_behind_the_layer_share_each_clients_limit() {
+    for (store, caches) in stores("rate_http").await.sets {
+        let [one, two] = caches;
+        let (first, first_task) = limited_server(one).await;
+        let (second, second_task) = limited_server(two).await;
+        assert_eq!(get(&first, "a").await, (200, None), "{store}");
+        assert_eq!(get(&second, "a").await, (200, None), "{store}");
+        assert_eq!(get(&first, "a").await, (200, None), "{store}");
+        for base in [&first, &second] {
+            let (status, retry_after) = get(base, "a").await;
+            assert_eq!(status, 429, "{store}");
+            let secs: u64 = retry_after.expect("Retry-After").parse().unwrap();
+            assert!((1..=60).contains(&secs), "{store}: {secs}");
+        }
+        assert_eq!(
+            get(&second, "b").await,
+            (200, None),
+            "{store}: each client has its own limit"
+        );
+        first_task.abort();
+        second_task.abort();
+    }
+}
+
+struct Reports {
+    cache: Cache,
+    ledger: Ledger,
+}
+
+impl Reports {
+    #[locked(cache = self.cache, ttl = "10s", wait = false)]
+    async fn rebuild(&self) -> Result<(), AppError> {
+        self.ledger.run(Duration::from_millis(200)).await;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_method_is_keyed_by_its_type_and_name() {
+    let reports = Reports {
+        cache: Cache::memory(),
+        ledger: Ledger::default(),
+    };
+    let (first, second) = tokio::join!(reports.rebuild(), reports.rebuild());
+    let refused = match (first, second) {
+        (Ok(()), Err(AppError::Locked(l))) | (Err(AppError::Locked(l)), Ok(())) => l,
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        refused.key.starts_with("lock:") && refused.key.ends_with("Reports::rebuild"),
+        "{}",
+        refused.key
+    );
+    assert_eq!(reports.ledger.runs.load(SeqCst), 1);
+}

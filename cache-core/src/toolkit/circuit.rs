@@ -330,3 +330,58 @@ async fn close(cache: &Cache, keys: &Keys) -> Result<(), crate::BackendError> {
         .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn half_open_lets_about_its_share_through_and_open_none() {
+        let cache = Cache::memory();
+        let options = CircuitOptions::new(0.5, Duration::from_secs(60)).half_open_ratio(0.3);
+        let keys = Keys::new("c", options.period);
+        let minute = Duration::from_secs(60);
+        let backend = cache.backend_for(&keys.half);
+        backend
+            .set(&keys.half, marker(minute), Some(minute), SetMode::Always)
+            .await
+            .unwrap();
+        let mut probes = 0;
+        for _ in 0..2_000 {
+            match admit(&cache, &keys, options).await {
+                Pass::Probe => probes += 1,
+                Pass::Refused => {}
+                Pass::Closed => panic!("half-open is not closed"),
+            }
+        }
+        // 600 expected; the bounds are seven standard deviations either side.
+        assert!((450..=750).contains(&probes), "{probes} probes of 2000");
+        backend
+            .set(&keys.open, marker(minute), Some(minute), SetMode::Always)
+            .await
+            .unwrap();
+        for _ in 0..100 {
+            assert_eq!(admit(&cache, &keys, options).await, Pass::Refused);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_marker_past_its_time_counts_as_gone_whatever_the_backend_ttl() {
+        let cache = Cache::memory();
+        let options = CircuitOptions::new(0.5, Duration::from_secs(60));
+        let keys = Keys::new("d", options.period);
+        // The backend keeps it for an hour (a coarse TTL); the marker itself ended a second ago.
+        let ended = now_ms() - 1_000;
+        cache
+            .backend_for(&keys.open)
+            .set(
+                &keys.open,
+                Bytes::from(ended.to_string()),
+                Some(Duration::from_secs(3600)),
+                SetMode::Always,
+            )
+            .await
+            .unwrap();
+        assert_eq!(admit(&cache, &keys, options).await, Pass::Closed);
+    }
+}

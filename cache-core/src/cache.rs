@@ -24,6 +24,7 @@ use crate::singleflight::SingleFlight;
 use crate::size::decoded_size_beside;
 use crate::stored::StoredForm;
 use crate::telemetry;
+use crate::transaction;
 
 /// A cheap-to-clone handle to a cache: one backend (or several, routed by key prefix), a codec, and counters.
 ///
@@ -436,6 +437,9 @@ impl Cache {
         backend: &Arc<dyn Backend>,
         key: &str,
     ) -> Result<Option<Bytes>, CacheError> {
+        if let Some(pending) = self.transaction_read(key) {
+            return Ok(pending);
+        }
         if let Some(local) = backend.local_copies() {
             if let Ok(Some(bytes)) = local.get_now(key) {
                 consume_budget().await;
@@ -469,6 +473,9 @@ impl Cache {
     where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
     {
+        if let Some(pending) = self.transaction_read(key) {
+            return Ok(pending.and_then(|bytes| self.decode_or_miss(key, &bytes)));
+        }
         let backend = self.backend_for(key);
         let Some(memory) = embedded_memory(backend) else {
             if let Some(local) = backend.local_copies() {
@@ -500,6 +507,26 @@ impl Cache {
                 Err(error.into())
             }
         }
+    }
+
+    /// What the current transaction holds for `key`: `Some(None)` deleted in it, `None` untouched (or no
+    /// transaction).
+    #[inline]
+    fn transaction_read(&self, key: &str) -> Option<Option<Bytes>> {
+        if !transaction::any_running() {
+            return None;
+        }
+        transaction::pending(self, key)
+    }
+
+    /// Identifies this cache (namespace views are caches of their own) for the transaction buffers.
+    pub(crate) fn identity(&self) -> usize {
+        Arc::as_ptr(&self.inner) as usize
+    }
+
+    /// Whether `key` holds a value in the backend, bypassing any transaction; a failed read says no.
+    pub(crate) async fn exists_direct(&self, key: &str) -> bool {
+        matches!(self.backend_for(key).get(key).await, Ok(Some(_)))
     }
 
     pub(crate) fn decode_or_miss<T: DeserializeOwned>(
@@ -540,8 +567,27 @@ impl Cache {
             .map(|_| ())
     }
 
-    /// Writes stored bytes in `mode`; returns whether they were written.
+    /// Writes stored bytes in `mode` (into the current transaction, if one runs); returns whether they were
+    /// written.
     pub(crate) async fn write_bytes_mode(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        ttl: Option<Duration>,
+        mode: SetMode,
+    ) -> Result<bool, CacheError> {
+        if transaction::any_running() {
+            if let Some(written) =
+                transaction::buffer_set(self, key, bytes.clone(), ttl, mode).await
+            {
+                return Ok(written);
+            }
+        }
+        self.write_direct(key, bytes, ttl, mode).await
+    }
+
+    /// [`Cache::write_bytes_mode`] straight to the backend.
+    pub(crate) async fn write_direct(
         &self,
         key: &str,
         bytes: Bytes,
@@ -592,8 +638,19 @@ impl Cache {
         self.write_bytes(key, bytes, ttl).await
     }
 
-    /// Deletes one key, outside any scope: for strategies, which apply the scope themselves.
+    /// Deletes one key, outside any scope: for strategies, which apply the scope themselves. Inside a
+    /// transaction, buffered.
     pub(crate) async fn delete_internal(&self, key: &str) -> Result<bool, CacheError> {
+        if transaction::any_running() {
+            if let Some(existed) = transaction::buffer_delete(self, key).await {
+                return Ok(existed);
+            }
+        }
+        self.delete_direct(key).await
+    }
+
+    /// Deletes one key straight in the backend.
+    pub(crate) async fn delete_direct(&self, key: &str) -> Result<bool, CacheError> {
         let backend = self.backend_for(key);
         let started = telemetry::backend_timer();
         let deleted = backend
@@ -620,6 +677,13 @@ impl Cache {
     }
 
     async fn delete_many_internal(&self, keys: &[&str]) -> Result<u64, CacheError> {
+        if transaction::any_running() && crate::context::transaction_in_scope().is_some() {
+            let mut deleted = 0;
+            for key in keys {
+                deleted += u64::from(self.delete_internal(key).await?);
+            }
+            return Ok(deleted);
+        }
         let mut deleted = 0;
         for (backend, positions) in self.group_by_backend(keys) {
             let subset: Vec<&str> = positions.iter().map(|&i| keys[i]).collect();
@@ -725,6 +789,16 @@ impl Cache {
         let mut out: Vec<Option<T>> = keys.iter().map(|_| None).collect();
         let flags = context::flags();
         if !self.scoped_read(keys, flags).await? {
+            return Ok(out);
+        }
+        if transaction::any_running() && crate::context::transaction_in_scope().is_some() {
+            // One key at a time, each seeing the transaction's own writes first.
+            for (slot, key) in out.iter_mut().zip(keys) {
+                let entry = self.suppressed(self.read_entry::<T>(key).await, None)?;
+                if self.count_read(entry.as_ref().map(|(meta, _)| meta), flags) {
+                    *slot = entry.map(|(_, v)| v);
+                }
+            }
             return Ok(out);
         }
         for (backend, positions) in self.group_by_backend(keys) {
@@ -835,6 +909,12 @@ impl Cache {
         if context::is_disabled(Ops::SET) {
             return Ok(());
         }
+        if transaction::any_running() && crate::context::transaction_in_scope().is_some() {
+            for (key, value) in entries {
+                self.suppressed(self.store_internal(key, value, ttl).await, ())?;
+            }
+            return Ok(());
+        }
         let keys: Vec<&str> = entries.iter().map(|(k, _)| *k).collect();
         for (backend, positions) in self.group_by_backend(&keys) {
             let mut batch = Vec::with_capacity(positions.len());
@@ -905,6 +985,15 @@ impl Cache {
         if context::is_disabled(Ops::DELETE) {
             return Ok(0);
         }
+        if transaction::any_running() && transaction::buffer_delete_match(self, pattern).is_some() {
+            // Deleted at commit; nothing is deleted yet.
+            return Ok(0);
+        }
+        self.delete_match_direct(pattern).await
+    }
+
+    /// [`Cache::delete_match`] straight in the backends.
+    pub(crate) async fn delete_match_direct(&self, pattern: &str) -> Result<u64, CacheError> {
         let mut deleted = 0;
         for backend in self.backends() {
             let result = backend

@@ -148,6 +148,8 @@ struct Scope {
     /// The single flights this task leads, as (flight table, key): a call for one of them from inside its own
     /// body would wait for itself.
     leading: Vec<(usize, String)>,
+    /// The transaction this scope's cache writes are buffered in.
+    transaction: Option<Arc<crate::transaction::Transaction>>,
 }
 
 tokio::task_local! {
@@ -219,6 +221,45 @@ pub(crate) fn is_leading(table: usize, key: &str) -> bool {
     SCOPE
         .try_with(|s| s.leading.iter().any(|(t, k)| *t == table && k == key))
         .unwrap_or(false)
+}
+
+/// The transaction of the current scope.
+pub(crate) fn transaction_in_scope() -> Option<Arc<crate::transaction::Transaction>> {
+    SCOPE.try_with(|s| s.transaction.clone()).ok().flatten()
+}
+
+/// Runs `fut` with its cache writes buffered in `tx`.
+pub(crate) fn with_transaction<F: Future>(
+    tx: Arc<crate::transaction::Transaction>,
+    fut: F,
+) -> impl Future<Output = F::Output> {
+    SCOPE.scope(child(|s| s.transaction = Some(tx)), fut)
+}
+
+/// Runs `fut` as a [`TransactionMode::Fast`](crate::TransactionMode::Fast) transaction (see
+/// [`Cache::transaction`](crate::Cache::transaction)): the cache writes inside it are applied when it returns
+/// `Ok`, dropped when it returns `Err`, panics or is cancelled; inside another transaction it joins that one.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let cache = cache_core::Cache::memory();
+/// let done = cache_core::context::transaction(async {
+///     cache.set("a", &1u8, None).await?;
+///     cache.delete("b").await?;
+///     Ok::<_, cache_core::CacheError>("done")
+/// }).await;
+/// assert_eq!(done.unwrap(), "done");
+/// assert_eq!(cache.get::<u8>("a").await.unwrap(), Some(1));
+/// # }
+/// ```
+pub async fn transaction<T, E, F>(fut: F) -> Result<T, E>
+where
+    F: Future<Output = Result<T, E>>,
+{
+    crate::transaction::TransactionBuilder::default()
+        .run(fut)
+        .await
 }
 
 fn current_scope() -> Arc<Scope> {

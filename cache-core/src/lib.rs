@@ -53,6 +53,7 @@ mod stored;
 pub mod strategy;
 pub mod telemetry;
 mod toolkit;
+mod transaction;
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -75,6 +76,7 @@ pub use toolkit::{
     check_rate_by_cas, CircuitOpen, LockGuard, LockRequest, Locked, RateAlgorithm, RateDecision,
     RateLimited, RateRule, Remaining,
 };
+pub use transaction::{TransactionBuilder, TransactionMode};
 
 pub use async_trait::async_trait;
 pub use bytes::Bytes;

@@ -519,6 +519,13 @@ impl Cache {
         transaction::pending(self, key)
     }
 
+    /// Whether every backend of this cache is the embedded memory backend, whose operations never wait: then
+    /// sync callers drive them on their own thread.
+    pub(crate) fn all_embedded_memory(&self) -> bool {
+        self.backends()
+            .all(|backend| embedded_memory(backend).is_some())
+    }
+
     /// Identifies this cache (namespace views are caches of their own) for the transaction buffers.
     pub(crate) fn identity(&self) -> usize {
         Arc::as_ptr(&self.inner) as usize
@@ -543,6 +550,12 @@ impl Cache {
                 None
             }
         }
+    }
+
+    /// A cache call a sync caller could not make (see `sync_run`): logged and counted like a backend failure.
+    pub(crate) fn note_refused(&self, error: &CacheError) {
+        self.inner.metrics.backend_error();
+        tracing::warn!(%error, "cache not used");
     }
 
     pub(crate) fn note_backend_error(

@@ -150,6 +150,9 @@ struct Scope {
     leading: Vec<(usize, String)>,
     /// The transaction this scope's cache writes are buffered in.
     transaction: Option<Arc<crate::transaction::Transaction>>,
+    /// Misses compute on their own instead of joining in-process single flights (sync callers, which block
+    /// their thread and so could wait for a flight that only their own thread can finish).
+    alone: bool,
 }
 
 tokio::task_local! {
@@ -164,6 +167,8 @@ pub(crate) struct Flags {
     pub max_age: Option<Duration>,
     /// Whether a `detect` scope is listening: without one a hit skips the second task-local access.
     pub detecting: bool,
+    /// Whether misses skip the in-process single flight.
+    pub alone: bool,
 }
 
 impl Flags {
@@ -179,6 +184,7 @@ pub(crate) fn flags() -> Flags {
             invalidate_further: s.invalidate_further,
             max_age: s.max_age,
             detecting: !s.detectors.is_empty(),
+            alone: s.alone,
         })
         .unwrap_or_default()
 }
@@ -221,6 +227,11 @@ pub(crate) fn is_leading(table: usize, key: &str) -> bool {
     SCOPE
         .try_with(|s| s.leading.iter().any(|(t, k)| *t == table && k == key))
         .unwrap_or(false)
+}
+
+/// Runs `fut` so that its misses compute on their own, without joining in-process single flights.
+pub(crate) fn alone<F: Future>(fut: F) -> impl Future<Output = F::Output> {
+    SCOPE.scope(child(|s| s.alone = true), fut)
 }
 
 /// The transaction of the current scope.

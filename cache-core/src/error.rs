@@ -56,6 +56,15 @@ pub enum CacheError {
     /// answer (see [`Cache::incr`](crate::Cache::incr)).
     #[error("cache operation {0:?} is disabled in this scope")]
     Disabled(Ops),
+    /// A sync cached function on a remote backend was called on the thread of a current-thread Tokio runtime:
+    /// blocking that thread for the backend would deadlock the runtime, so the cache was not used (the body ran).
+    /// Call it from a multi-thread runtime, from `spawn_blocking`, or from a thread outside any runtime — or make it
+    /// `async`.
+    #[error(
+        "a sync cached fn on a remote backend cannot block the thread of a current-thread Tokio runtime (it would \
+         deadlock); call it from a multi-thread runtime, `spawn_blocking` or a plain thread, or make it async"
+    )]
+    WouldBlock,
     /// [`Cache::lock`](crate::Cache::lock) waited its whole timeout while another caller held the lock.
     #[error(transparent)]
     Locked(#[from] crate::toolkit::Locked),

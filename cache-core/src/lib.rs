@@ -51,6 +51,7 @@ mod singleflight;
 mod size;
 mod stored;
 pub mod strategy;
+mod sync_run;
 pub mod telemetry;
 mod toolkit;
 mod transaction;

@@ -21,7 +21,17 @@ use crate::template::Template;
 
 /// Checks the parts of a signature neither macro supports.
 pub(crate) fn check_signature(sig: &Signature, macro_name: &str, errors: &mut Errors) {
-    if sig.asyncness.is_none() {
+    check_signature_parts(sig, macro_name, false, errors);
+}
+
+/// [`check_signature`], accepting a non-async `fn` when `allow_sync`.
+pub(crate) fn check_signature_parts(
+    sig: &Signature,
+    macro_name: &str,
+    allow_sync: bool,
+    errors: &mut Errors,
+) {
+    if sig.asyncness.is_none() && !allow_sync {
         errors.push(syn::Error::new(
             sig.fn_token.span,
             format!("`#[{macro_name}]` can only be applied to an `async fn`"),
@@ -81,6 +91,8 @@ struct Ctx<'a> {
     namespace: Option<Template>,
     shape: TokenStream,
     out: Type,
+    /// A non-async `fn`: `NAME` and the companions block on the async strategy through `__private::sync_runner`.
+    sync: bool,
 }
 
 /// Rejects arguments a spawned body can't take: the body future outlives the call, so it must own everything.
@@ -125,7 +137,40 @@ fn check_owned_args(item: &FnItem, options: &CachedOptions, errors: &mut Errors)
 pub(crate) fn expand(mut options: CachedOptions, item: FnItem) -> syn::Result<TokenStream> {
     let mut errors = Errors::default();
     let macro_name = options.kind.name();
-    check_signature(&item.sig, macro_name, &mut errors);
+    let sync = item.sig.asyncness.is_none();
+    check_signature_parts(
+        &item.sig,
+        macro_name,
+        options.kind == MacroKind::Cached,
+        &mut errors,
+    );
+    if sync && options.kind == MacroKind::Cached {
+        let unsupported = match &options.strategy {
+            Strategy::Cached | Strategy::Soft { .. } => None,
+            Strategy::Locked { .. } => Some("`lock`"),
+            Strategy::Timed { .. } => Some("factory timeouts"),
+            _ => None,
+        };
+        if let Some(what) = unsupported {
+            errors.push(syn::Error::new(
+                item.sig.fn_token.span,
+                format!("{what} needs an `async fn`; a sync `fn` supports `#[cached]` with `ttl`, `soft_ttl` and the common options"),
+            ));
+        }
+        if !options.companions.any() {
+            errors.push(syn::Error::new(
+                item.sig.fn_token.span,
+                "a sync `fn` needs its companions (it blocks on a generated async one); drop `companions = false`, \
+                 or make it an `async fn`",
+            ));
+        }
+        if let Some(region) = &options.region {
+            errors.push(syn::Error::new(
+                region.span(),
+                "`region` needs an `async fn` (its settings may come from a config file read at run time)",
+            ));
+        }
+    }
     let Some(info) = errors.ok(sig::analyze(&item.sig)) else {
         // `errors` holds the analysis error, so this is always `Err`.
         return errors.finish().map(|()| TokenStream::new());
@@ -315,6 +360,7 @@ pub(crate) fn expand(mut options: CachedOptions, item: FnItem) -> syn::Result<To
         tags,
         namespace,
         shape,
+        sync,
     };
     Ok(if options.companions.any() {
         ctx.with_companions()
@@ -902,9 +948,7 @@ impl Ctx<'_> {
         } = spec;
         let mut sig = self.item.sig.clone();
         sig.ident = name;
-        if !is_async {
-            sig.asyncness = None;
-        }
+        sig.asyncness = is_async.then(|| syn::Token![async](self.item.sig.fn_token.span));
         sig.inputs = receiver.into_iter().collect();
         if with_args {
             sig.inputs.extend(self.info.wrapper_args());
@@ -986,6 +1030,105 @@ impl Ctx<'_> {
         }
     }
 
+    /// The name of the async companion `suffix`: `NAME_suffix`, or for a sync `fn` the hidden
+    /// `__NAME_suffix_async` that its sync `NAME_suffix` blocks on.
+    fn async_companion_name(&self, suffix: &str) -> Ident {
+        if self.sync {
+            self.companion_ident(&format!("{suffix}_async"), false)
+        } else {
+            self.companion_name(suffix)
+        }
+    }
+
+    /// Emits an async companion: public and documented, or, for a sync `fn`, hidden — its sync twin
+    /// ([`Ctx::sync_twin`]) is the public one.
+    fn async_companion(
+        &self,
+        doc: &str,
+        extra: TokenStream,
+        sig: &Signature,
+        body: TokenStream,
+    ) -> TokenStream {
+        if self.sync {
+            self.companion_fn(None, false, extra, sig, body)
+        } else {
+            self.companion_fn(Some(doc), true, extra, sig, body)
+        }
+    }
+
+    /// For a sync `fn`: the public sync `NAME_suffix` with `async_sig`'s arguments, blocking on the hidden async
+    /// one through `__private::sync_runner`; `refused` is its output (using `__cache` and `__error`) when the cache
+    /// cannot be used from the calling thread. Nothing for an async `fn`.
+    fn sync_twin(
+        &self,
+        suffix: &str,
+        doc: &str,
+        async_sig: &Signature,
+        output: ReturnType,
+        refused: TokenStream,
+    ) -> TokenStream {
+        if !self.sync {
+            return TokenStream::new();
+        }
+        let mut sig = async_sig.clone();
+        sig.ident = self.companion_name(suffix);
+        sig.asyncness = None;
+        sig.output = output;
+        let body = self.sync_body(&async_sig.ident, &sig, refused);
+        self.companion_fn(Some(doc), true, quote!(), &sig, body)
+    }
+
+    /// What a sync `NAME` (or `_refresh`) does when the cache cannot be used: note it, then the strict error or
+    /// the body, uncached.
+    fn refused_runs_body(&self, uncached_call: &TokenStream) -> TokenStream {
+        let krate = self.krate;
+        let (shape, out) = (&self.shape, &self.out);
+        let (cache, error) = (local("__cache"), local("__error"));
+        quote!(#krate::__private::refused::<#shape, #out>(&#cache, #error, move || #uncached_call))
+    }
+
+    /// What a sync companion answers when the cache cannot be used: `neutral`, after noting it.
+    fn refused_with(&self, neutral: TokenStream) -> TokenStream {
+        let krate = self.krate;
+        let (cache, error) = (local("__cache"), local("__error"));
+        quote!({
+            #krate::__private::refused::<#krate::__private::Plain, ()>(&#cache, #error, || ());
+            #neutral
+        })
+    }
+
+    /// The body of a sync wrapper with signature `sig`: run `inner` (same arguments) on the sync runner.
+    fn sync_body(&self, inner: &Ident, sig: &Signature, refused: TokenStream) -> TokenStream {
+        let krate = self.krate;
+        let cache_value = self.cache();
+        let (cache, error, runner) = (local("__cache"), local("__error"), local("__runner"));
+        let function = self.path_to(inner);
+        let turbofish = if sig.generics.params.is_empty() {
+            TokenStream::new()
+        } else {
+            sig::turbofish(&self.item.sig, &self.info)
+        };
+        let args = sig.inputs.iter().map(|input| match input {
+            FnArg::Receiver(receiver) => {
+                let token = receiver.self_token;
+                quote!(#token)
+            }
+            FnArg::Typed(typed) => {
+                let pat = &typed.pat;
+                quote!(#pat)
+            }
+        });
+        let call = quote!(#function #turbofish(#(#args),*));
+        // `refused` names `__cache` and `__error` with the same mixed-site hygiene, so it sees these bindings.
+        quote!({
+            let #cache: #krate::__private::Cache = #cache_value;
+            match #krate::__private::sync_runner(&#cache) {
+                #krate::__private::Result::Ok(#runner) => #runner.block_on(#call),
+                #krate::__private::Result::Err(#error) => #refused,
+            }
+        })
+    }
+
     /// `NAME` with the companions asked for, around one private key function that they all call.
     fn with_companions(&self) -> TokenStream {
         let companions = self.options.companions;
@@ -1036,8 +1179,18 @@ impl Ctx<'_> {
             let receiver = self.info.self_token().map(|token| quote!(#token,));
             quote!(#function #turbofish(#receiver #args))
         };
+        // The strategies take the body as a future; a sync body becomes one that runs it when polled.
+        let body_future = if self.sync {
+            quote!(async move { #uncached_call })
+        } else {
+            uncached_call.clone()
+        };
         let wrapper_sig = self.signature(SigSpec {
-            name: self.name.clone(),
+            name: if self.sync {
+                self.companion_ident("async", false)
+            } else {
+                self.name.clone()
+            },
             is_async: true,
             receiver: self.wrapper_receiver(),
             extra: None,
@@ -1045,11 +1198,24 @@ impl Ctx<'_> {
             output: item.sig.output.clone(),
             generics: None,
         });
-        let wrapper_body = self.strategy_body(false, uncached_call.clone(), key_call.clone(), true);
-        tokens.extend(quote! {
-            #(#attrs)*
-            #vis #wrapper_sig #wrapper_body
-        });
+        let wrapper_body = self.strategy_body(false, body_future.clone(), key_call.clone(), true);
+        if self.sync {
+            tokens.extend(self.companion_fn(None, false, quote!(), &wrapper_sig, wrapper_body));
+            let mut sync_sig = wrapper_sig.clone();
+            sync_sig.ident = self.name.clone();
+            sync_sig.asyncness = None;
+            let refused = self.refused_runs_body(&uncached_call);
+            let body = self.sync_body(&wrapper_sig.ident, &sync_sig, refused);
+            tokens.extend(quote! {
+                #(#attrs)*
+                #vis #sync_sig #body
+            });
+        } else {
+            tokens.extend(quote! {
+                #(#attrs)*
+                #vis #wrapper_sig #wrapper_body
+            });
+        }
 
         let mut uncached_sig = item.sig.clone();
         uncached_sig.ident = uncached_name;
@@ -1072,7 +1238,7 @@ impl Ctx<'_> {
 
         if companions.refresh {
             let refresh_sig = self.signature(SigSpec {
-                name: self.companion_name("refresh"),
+                name: self.async_companion_name("refresh"),
                 is_async: true,
                 receiver: self.wrapper_receiver(),
                 extra: None,
@@ -1080,16 +1246,17 @@ impl Ctx<'_> {
                 output: item.sig.output.clone(),
                 generics: None,
             });
-            let refresh_body = self.strategy_body(true, uncached_call, key_call.clone(), true);
+            let refresh_body = self.strategy_body(true, body_future, key_call.clone(), true);
             let doc = format!(
                 "Runs the body of {link} and stores its result (when it is cacheable) under the same key, replacing any cached value; the cache is not read."
             );
-            tokens.extend(self.companion_fn(
-                Some(&doc),
-                true,
-                quote!(),
+            tokens.extend(self.async_companion(&doc, quote!(), &refresh_sig, refresh_body));
+            tokens.extend(self.sync_twin(
+                "refresh",
+                &doc,
                 &refresh_sig,
-                refresh_body,
+                item.sig.output.clone(),
+                self.refused_runs_body(&uncached_call),
             ));
         }
 
@@ -1119,7 +1286,7 @@ impl Ctx<'_> {
         // `NAME_invalidate` and `NAME_invalidate_soft`: the key computed on the call, then a future that owns it.
         let key_action = |suffix: &str, doc: String, action: Ident| {
             let sig = self.signature(SigSpec {
-                name: self.companion_name(suffix),
+                name: self.async_companion_name(suffix),
                 is_async: false,
                 receiver: self.companion_receiver(),
                 extra: None,
@@ -1135,7 +1302,15 @@ impl Ctx<'_> {
                 let #key: #krate::__private::String = #key_call;
                 async move { #krate::__private::#action(&#cache, &#key).await }
             });
-            self.companion_fn(Some(&doc), true, quote!(), &sig, body)
+            let mut tokens = self.async_companion(&doc, quote!(), &sig, body);
+            tokens.extend(self.sync_twin(
+                suffix,
+                &doc,
+                &sig,
+                output(quote!(bool)),
+                self.refused_with(quote!(false)),
+            ));
+            tokens
         };
         if companions.invalidate {
             tokens.extend(key_action(
@@ -1182,7 +1357,7 @@ impl Ctx<'_> {
                 .iter()
                 .any(|name| mentions_ident(cache_tokens.clone(), name));
             let invalidate_all_sig = self.signature(SigSpec {
-                name: self.companion_name("invalidate_all"),
+                name: self.async_companion_name("invalidate_all"),
                 is_async: false,
                 receiver: self.companion_receiver(),
                 extra: None,
@@ -1202,7 +1377,14 @@ impl Ctx<'_> {
                 let #pattern: #krate::__private::String = #pattern_block;
                 async move { #krate::__private::invalidate_matching(&#cache, &#pattern).await }
             });
-            tokens.extend(self.companion_fn(Some(&doc), true, quote!(), &invalidate_all_sig, body));
+            tokens.extend(self.async_companion(&doc, quote!(), &invalidate_all_sig, body));
+            tokens.extend(self.sync_twin(
+                "invalidate_all",
+                &doc,
+                &invalidate_all_sig,
+                output(quote!(u64)),
+                self.refused_with(quote!(0)),
+            ));
         }
 
         if companions.set {
@@ -1213,7 +1395,7 @@ impl Ctx<'_> {
                 format_ident!("value")
             };
             let set_sig = self.signature(SigSpec {
-                name: self.companion_name("set"),
+                name: self.async_companion_name("set"),
                 is_async: true,
                 receiver: self.companion_receiver(),
                 extra: Some(syn::parse_quote_spanned!(self.out_span()=> #value: &#stored)),
@@ -1245,12 +1427,20 @@ impl Ctx<'_> {
                 #set_refresh_after
                 #store_call
             });
-            tokens.extend(self.companion_fn(Some(&doc), true, quote!(), &set_sig, body));
+            tokens.extend(self.async_companion(&doc, quote!(), &set_sig, body));
+            let error = local("__error");
+            tokens.extend(self.sync_twin(
+                "set",
+                &doc,
+                &set_sig,
+                set_sig.output.clone(),
+                quote!(#krate::__private::Result::Err(#error)),
+            ));
         }
 
         if companions.peek {
             let peek_sig = self.signature(SigSpec {
-                name: self.companion_name("peek"),
+                name: self.async_companion_name("peek"),
                 is_async: true,
                 receiver: self.companion_receiver(),
                 extra: None,
@@ -1272,7 +1462,14 @@ impl Ctx<'_> {
                 let #key: #krate::__private::String = #key_call;
                 #peek_call
             });
-            tokens.extend(self.companion_fn(Some(&doc), true, quote!(), &peek_sig, body));
+            tokens.extend(self.async_companion(&doc, quote!(), &peek_sig, body));
+            tokens.extend(self.sync_twin(
+                "peek",
+                &doc,
+                &peek_sig,
+                peek_sig.output.clone(),
+                self.refused_with(quote!(#krate::__private::Option::None)),
+            ));
         }
         tokens
     }

@@ -15,7 +15,6 @@ use syn::{Expr, ExprCall, ExprLit, ExprMethodCall, ExprPath, ExprRange, Lit, Pat
 
 use crate::attr::{peel, InvalidatesArgs};
 use crate::errors::Errors;
-use crate::expand_cached::check_signature;
 use crate::item::FnItem;
 use crate::sig::{self, mentions_ident, SigInfo};
 use crate::template::Template;
@@ -63,7 +62,17 @@ fn target_future(
     fn_name: &str,
     cache: &dyn Fn() -> TokenStream,
     krate: &Path,
+    sync: bool,
 ) -> syn::Result<TokenStream> {
+    // A sync fn targets sync cached fns, whose public companions block; it calls their hidden async ones
+    // (`__NAME_invalidate_async`), so the keys are computed before its body and the deletes run after it.
+    let companion = |name: &Ident, suffix: &str| {
+        if sync {
+            format_ident!("__{}_{}_async", name.unraw(), suffix, span = name.span())
+        } else {
+            format_ident!("{}_{}", name.unraw(), suffix, span = name.span())
+        }
+    };
     match peel(target) {
         Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) => {
             let template = Template::parse(lit)?;
@@ -93,7 +102,7 @@ fn target_future(
                 return Err(syn::Error::new_spanned(func, TARGET_HELP));
             };
             let suffix = if all { "invalidate_all" } else { "invalidate" };
-            last.ident = format_ident!("{}_{}", last.ident.unraw(), suffix, span = last.ident.span());
+            last.ident = companion(&last.ident, suffix);
             let args = if all { TokenStream::new() } else { args.to_token_stream() };
             let qself = qself.as_ref().map(|q| {
                 let ty = &q.ty;
@@ -111,7 +120,7 @@ fn target_future(
         Expr::MethodCall(ExprMethodCall { receiver, method, turbofish, args, paren_token, .. }) => {
             let all = classify_args(args)?;
             let suffix = if all { "invalidate_all" } else { "invalidate" };
-            let method = format_ident!("{}_{}", method.unraw(), suffix, span = method.span());
+            let method = companion(method, suffix);
             let args = if all { TokenStream::new() } else { args.to_token_stream() };
             let mut call = quote!(#receiver.#method #turbofish);
             paren_token.surround(&mut call, |tokens| tokens.extend(args));
@@ -131,7 +140,8 @@ fn target_future(
 /// The `#[invalidates]` entry point.
 pub(crate) fn expand(args: InvalidatesArgs, item: FnItem) -> syn::Result<TokenStream> {
     let mut errors = Errors::default();
-    check_signature(&item.sig, "invalidates", &mut errors);
+    let sync = item.sig.asyncness.is_none();
+    crate::expand_cached::check_signature_parts(&item.sig, "invalidates", true, &mut errors);
     let Some(info) = errors.ok(sig::analyze(&item.sig)) else {
         return errors.finish().map(|()| TokenStream::new());
     };
@@ -160,7 +170,8 @@ pub(crate) fn expand(args: InvalidatesArgs, item: FnItem) -> syn::Result<TokenSt
     let fn_name = item.sig.ident.unraw().to_string();
     let mut futures = Vec::new();
     for target in &args.targets {
-        if let Some(future) = errors.ok(target_future(target, &info, &fn_name, &cache, krate)) {
+        if let Some(future) = errors.ok(target_future(target, &info, &fn_name, &cache, krate, sync))
+        {
             futures.push(future);
         }
     }
@@ -185,7 +196,8 @@ pub(crate) fn expand(args: InvalidatesArgs, item: FnItem) -> syn::Result<TokenSt
         let ty = &info.out;
         quote!(: #ty)
     };
-    let invalidate = quote!(#(let _ = #names.await;)*);
+    let awaits = quote!(#(let _ = #names.await;)*);
+    let invalidate = awaits.clone();
     let invalidate = if returns_result {
         quote!(if #krate::__private::Result::is_ok(&#out) { #invalidate })
     } else {
@@ -197,6 +209,37 @@ pub(crate) fn expand(args: InvalidatesArgs, item: FnItem) -> syn::Result<TokenSt
         sig,
         block,
     } = &item;
+    if sync {
+        // The body runs as written; the deletes, after it, on the sync runner of this fn's cache.
+        let (runner_cache, error) = (
+            Ident::new("__runner_cache", Span::mixed_site()),
+            Ident::new("__error", Span::mixed_site()),
+        );
+        let cache_value = cache();
+        let run = quote! {
+            let #runner_cache: #krate::__private::Cache = #cache_value;
+            match #krate::__private::sync_runner(&#runner_cache) {
+                #krate::__private::Result::Ok(runner) => runner.block_on(async move { #awaits }),
+                #krate::__private::Result::Err(#error) => {
+                    #krate::__private::refused::<#krate::__private::Plain, ()>(&#runner_cache, #error, || ())
+                }
+            }
+        };
+        let run = if returns_result {
+            quote!(if #krate::__private::Result::is_ok(&#out) { #run })
+        } else {
+            run
+        };
+        return Ok(quote! {
+            #(#attrs)*
+            #vis #sig {
+                #(let #names = #futures;)*
+                let #out #annotation = (move || #block)();
+                #run
+                #out
+            }
+        });
+    }
     Ok(quote! {
         #(#attrs)*
         #vis #sig {

@@ -122,6 +122,9 @@ fn run<O>(
 /// | `tags = ["user:{user.id}", "users"]` | registers the entry under these tags, each a key template with the same placeholders as `key`; `cache.delete_tags(&["user:42"])` or `#[invalidates(tag = "user:{id}")]` drops every entry of a tag. |
 /// | `soft_ttl = "10m"` | soft expiry (cashews' `soft_ttl`): after it the next call recomputes; if that returns `Err` (or fails the condition) the stale value is served, until `ttl`. Needs `ttl`, must be shorter than it. Reported to `detect` as strategy `"soft"`, stale. |
 /// | `lock = true` | fills a missing key once across every process sharing the backend (see [`macro@cache_locked`]); with `lock_ttl = "5s"` (default **10 s**) and `lock_wait = "2s"` (default: `lock_ttl`). Not with `soft_ttl`. |
+/// | `soft_timeout = "100ms"` | with `soft_ttl` (FusionCache's factory timeouts): a stale value waits at most this long for its recomputation, then is served while the recomputation finishes in the background and stores its result. |
+/// | `hard_timeout = "2s"` | a call waits at most this long for the body, stale value or not; then it returns `Err(E::from(FactoryTimedOut))` (so `E: From<FactoryTimedOut>`) and the body still finishes and stores in the background. With either timeout the body runs on its own task: arguments must be owned (`Send + 'static`). Not with `lock`. |
+/// | `ttl_jitter = "1m"` | each stored value's TTL gets a random extra of up to this, so keys stored together do not expire together. |
 ///
 /// Boolean options may be written as bare flags (`#[cached(strict)]`). The common options (every row above but
 /// `cache_err`, `strict`, `soft_ttl` and `lock*`) are shared by every caching macro.
@@ -240,6 +243,33 @@ fn run<O>(
 /// Associated functions without `self` and without `Self` in their signature can't be told apart from free
 /// functions syntactically: mark them `in_impl = true`. In trait impls use `companions = false`; the body then
 /// stays inside `NAME`.
+///
+/// # Sync functions
+///
+/// On a non-async `fn`, `NAME` and its companions are sync too (`NAME_invalidate(..) -> bool`, `NAME_peek(..) ->
+/// Option<T>`, …); they block on the async strategy (`ttl`, `soft_ttl` and the common options; not `lock`,
+/// factory timeouts or `region`):
+///
+/// - on a cache whose backends are all in memory, on the calling thread, with or without a Tokio runtime;
+/// - on a remote backend, from a thread outside any runtime (a small runtime of the library drives the call),
+///   from a multi-thread runtime's worker or `spawn_blocking` (through `block_in_place`), but **not** on the thread
+///   of a current-thread runtime, which cannot make progress while it blocks: there the cache is not used — the
+///   body runs, the refusal (`CacheError::WouldBlock`) is logged and counted, and a `strict` fn returns it.
+///
+/// ```
+/// use std::sync::LazyLock;
+/// use cachette::{cached, Cache};
+/// static CACHE: LazyLock<Cache> = LazyLock::new(Cache::memory);
+///
+/// #[cached(cache = CACHE, ttl = "1m", companions(peek, invalidate, invalidate_all))]
+/// fn parse_config(text: String) -> usize {
+///     text.lines().count()
+/// }
+///
+/// assert_eq!(parse_config("a\nb".into()), 2); // no runtime needed
+/// assert_eq!(parse_config_peek("a\nb".into()), Some(2));
+/// assert!(parse_config_invalidate("a\nb".into()));
+/// ```
 #[proc_macro_attribute]
 pub fn cached(attr: TokenStream, item: TokenStream) -> TokenStream {
     caching(attr, item, MacroKind::Cached)
@@ -469,6 +499,9 @@ pub fn cached_many(attr: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// The method form `self.get_user(id)` requires the companion to take `&self` (its `cache` or key mentions
 /// `self`); otherwise write `Self::get_user(id)`.
+///
+/// On a sync `fn` the body runs as written and the deletions run after it on the sync runner of `cache` (see
+/// [`macro@cached`]'s "Sync functions"); its function targets must be sync cached fns.
 #[proc_macro_attribute]
 pub fn invalidates(attr: TokenStream, item: TokenStream) -> TokenStream {
     run(

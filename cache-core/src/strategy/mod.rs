@@ -515,6 +515,9 @@ where
         }
     };
     cache.metrics_ref().miss();
+    if flags.alone {
+        return Lookup::Miss(Fill::Alone);
+    }
     Lookup::Miss(Fill::Coalesce(reread))
 }
 

@@ -7,7 +7,9 @@
 //! The strategy only decides what happens between reading the cache and running the body. The
 //! full option tables are on the macros ([`cached`](crate::cached), [`cache_early`](crate::cache_early),
 //! [`cache_failover`](crate::cache_failover), [`cache_hit`](crate::cache_hit),
-//! [`cache_locked`](crate::cache_locked), [`invalidates`](crate::invalidates)).
+//! [`cache_locked`](crate::cache_locked), [`invalidates`](crate::invalidates)); the service toolkit's guards
+//! ([`locked`](macro@crate::locked), [`rate_limit`](macro@crate::rate_limit), [`circuit_breaker`](macro@crate::circuit_breaker))
+//! cache nothing and come last.
 //!
 //! The examples use an explicit in-memory cache (`cache = CACHE`); without `cache = ...` the macros use the
 //! global cache ([`global`](crate::global)).
@@ -283,4 +285,138 @@
 //! assert!(profile_peek(2).await.is_some());
 //! assert_eq!(CACHE.delete_tags(&["profiles"]).await.unwrap(), 1);
 //! # }
+//! ```
+//!
+//! # `#[locked]`: a mutex shared by every instance
+//!
+//! Nothing is cached: callers that find the lock held get `Err(Locked)` (`wait = false`), or queue up
+//! (`wait = true`, the default) until `timeout`.
+//!
+//! ```
+//! use std::sync::LazyLock;
+//! use cachette::{locked, Cache, Locked};
+//!
+//! static CACHE: LazyLock<Cache> = LazyLock::new(Cache::memory);
+//!
+//! #[derive(Debug)]
+//! enum JobError { Busy }
+//! impl From<Locked> for JobError { fn from(_: Locked) -> Self { JobError::Busy } }
+//!
+//! #[locked(cache = CACHE, key = "nightly:{day}", ttl = "30s", wait = false)]
+//! async fn nightly(day: u32) -> Result<u32, JobError> {
+//!     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+//!     Ok(day)
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let (a, b) = tokio::join!(nightly(1), nightly(1));
+//! assert!(a.is_ok() != b.is_ok(), "one ran, the other found it held");
+//! assert_eq!(nightly(1).await.unwrap(), 1, "released when the holder returned");
+//! # }
+//! ```
+//!
+//! # `#[rate_limit]`: calls per period
+//!
+//! ```
+//! use std::sync::LazyLock;
+//! use cachette::{rate_limit, Cache, RateLimited};
+//!
+//! static CACHE: LazyLock<Cache> = LazyLock::new(Cache::memory);
+//!
+//! fn slow_down(limited: RateLimited) -> String {
+//!     format!("try again in {}s", limited.retry_after.as_secs().max(1))
+//! }
+//!
+//! #[rate_limit(cache = CACHE, limit = 2, period = "1m", key = "user:{user}", algorithm = "sliding", action = slow_down)]
+//! async fn export(user: u64) -> String {
+//!     format!("export of {user}")
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! assert_eq!(export(1).await, "export of 1");
+//! assert_eq!(export(1).await, "export of 1");
+//! assert!(export(1).await.starts_with("try again"));
+//! assert_eq!(export(2).await, "export of 2");
+//! # }
+//! ```
+//!
+//! # `#[circuit_breaker]`: stop calling what keeps failing
+//!
+//! ```
+//! use std::sync::LazyLock;
+//! use cachette::{circuit_breaker, Cache, CircuitOpen};
+//!
+//! static CACHE: LazyLock<Cache> = LazyLock::new(Cache::memory);
+//!
+//! #[derive(Debug, PartialEq)]
+//! enum PayError { Declined, Open }
+//! impl From<CircuitOpen> for PayError { fn from(_: CircuitOpen) -> Self { PayError::Open } }
+//!
+//! #[circuit_breaker(cache = CACHE, errors_rate = 0.5, period = "1m", min_calls = 4, ttl = "30s")]
+//! async fn charge(ok: bool) -> Result<(), PayError> {
+//!     if ok { Ok(()) } else { Err(PayError::Declined) }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! for ok in [true, false, true, false] {
+//!     let _ = charge(ok).await;
+//! }
+//! assert_eq!(charge(true).await, Err(PayError::Open), "2 of 4 failed: open for 30 s");
+//! # }
+//! ```
+//!
+//! # Factory timeouts: `soft_timeout`, `hard_timeout`, `ttl_jitter`
+//!
+//! ```
+//! use std::sync::LazyLock;
+//! use std::time::Duration;
+//! use cachette::{cached, strategy::FactoryTimedOut, Cache};
+//!
+//! static CACHE: LazyLock<Cache> = LazyLock::new(Cache::memory);
+//!
+//! #[derive(Debug, PartialEq)]
+//! enum RateError { Slow }
+//! impl From<FactoryTimedOut> for RateError { fn from(_: FactoryTimedOut) -> Self { RateError::Slow } }
+//!
+//! #[cached(cache = CACHE, ttl = "1h", soft_ttl = "10m", soft_timeout = "100ms", hard_timeout = "200ms", ttl_jitter = "1m")]
+//! async fn rate(delay_ms: u64) -> Result<u32, RateError> {
+//!     tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+//!     Ok(108)
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! assert_eq!(rate(5_000).await, Err(RateError::Slow), "nothing stale to serve: gave up after 200 ms");
+//! assert_eq!(rate(0).await, Ok(108));
+//! # }
+//! ```
+//!
+//! # Sync functions
+//!
+//! `#[cached]` on a plain `fn`: a memory cache needs no runtime (see [`cached`](crate::cached) for remote backends).
+//!
+//! ```
+//! use std::sync::LazyLock;
+//! use cachette::{cached, invalidates, Cache};
+//!
+//! static CACHE: LazyLock<Cache> = LazyLock::new(Cache::memory);
+//!
+//! #[cached(cache = CACHE, key = "template:{name}", companions(invalidate, invalidate_all, peek))]
+//! fn compile_template(name: String) -> usize {
+//!     name.len()
+//! }
+//!
+//! #[invalidates(cache = CACHE, compile_template(name.clone()))] // the body takes `name` by value
+//! fn edit_template(name: String) -> Result<(), String> {
+//!     let _ = name;
+//!     Ok(())
+//! }
+//!
+//! assert_eq!(compile_template("home".into()), 4);
+//! assert_eq!(compile_template_peek("home".into()), Some(4));
+//! edit_template("home".into()).unwrap();
+//! assert_eq!(compile_template_peek("home".into()), None);
 //! ```

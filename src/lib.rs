@@ -28,7 +28,10 @@
 //!
 //! - Attribute macros: [`cached`], [`cache_early`], [`cache_failover`], [`cache_hit`], [`cache_locked`],
 //!   [`cached_many`] and [`invalidates`]; each has a runnable example on its page, the [`guide`] a tour. Every
-//!   behaviour behind them is a plain async function in [`strategy`].
+//!   behaviour behind them is a plain async function in [`strategy`]. They take sync `fn`s too.
+//! - The service toolkit: [`locked`](macro@locked), [`rate_limit`](macro@rate_limit),
+//!   [`circuit_breaker`](macro@circuit_breaker) (guards that cache nothing),
+//!   [`Cache::lock`], [`Cache::rate_limit`] and [`Cache::transaction`].
 //! - [`Cache`]: a cheap handle over a [`Backend`] (bytes in, bytes out) with a [`Codec`] and a versioned envelope.
 //! - [`context`]: per-task scopes to disable operations and detect hits; with the `http` feature, tower layers that
 //!   map request headers onto them (`http` module).

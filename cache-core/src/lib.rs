@@ -7,7 +7,9 @@
 //! - Attribute macros (re-exported from `cache-macros`): [`cached`] (with `soft_ttl`, `lock`, `time_condition`,
 //!   `tags`), [`cache_early`], [`cache_failover`], [`cache_hit`], [`cache_locked`] and [`invalidates`]; `cachette`'s
 //!   `guide` module has a runnable example of each. Every behaviour behind them is a plain async function in
-//!   [`strategy`].
+//!   [`strategy`]. Beside the cache, the service toolkit: [`locked`](macro@locked),
+//!   [`rate_limit`](macro@rate_limit) and [`circuit_breaker`](macro@circuit_breaker) (with [`Cache::lock`],
+//!   [`Cache::rate_limit`], [`strategy::circuit_breaker`]) and [`Cache::transaction`].
 //! - [`Cache`]: a cheap handle over a [`Backend`] (bytes in, bytes out) with a [`Codec`] and a versioned
 //!   envelope; [`global`] is the default the macros use — a bounded in-memory cache until [`set_global`].
 //! - [`context`]: per-task scopes to disable operations and detect hits; with the `http` feature, tower layers

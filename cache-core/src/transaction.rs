@@ -113,8 +113,14 @@ impl Transaction {
             return;
         }
         let slot = (cache_id(cache), key.to_owned());
-        if self.state.lock().locks.contains_key(&slot) {
-            return;
+        {
+            let mut state = self.state.lock();
+            if state.closed || state.locks.contains_key(&slot) {
+                return;
+            }
+            // Claimed before waiting, so a concurrent write of the same key in this transaction does not wait for
+            // the lock this one is taking.
+            state.locks.insert(slot.clone(), None);
         }
         let lock_key = format!("{key}:__tx_lock");
         let guard = match cache
@@ -122,13 +128,21 @@ impl Transaction {
             .timeout(self.lock_wait)
             .await
         {
-            Ok(guard) => Some(guard),
+            Ok(guard) => guard,
             Err(error) => {
                 tracing::warn!(key, %error, "transaction lock not taken; writing without it");
-                None
+                return;
             }
         };
-        self.state.lock().locks.entry(slot).or_insert(guard);
+        let mut state = self.state.lock();
+        if state.closed {
+            // Finished while this write waited (a task that outlived the transaction): nothing to hold the lock
+            // for; the guard's drop releases it.
+            drop(state);
+            drop(guard);
+            return;
+        }
+        state.locks.insert(slot, Some(guard));
     }
 
     /// Buffers a write unless the transaction is already closed; returns whether it did.

@@ -273,3 +273,38 @@ async fn locked_transactions_writing_one_key_run_one_after_the_other() {
         assert_eq!(seat.as_deref(), Some("A"), "{store}");
     }
 }
+
+/// Regression: two concurrent writes of one key inside one `Locked` transaction each took the key's lock, so the
+/// second waited for the first — held by its own transaction — for the whole lock wait (10 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_transaction_never_waits_for_its_own_lock() {
+    for (store, [cache, other]) in stores("tx_own_lock").await {
+        let started = Instant::now();
+        cache
+            .transaction(TransactionMode::Locked)
+            .run(async {
+                let (a, b) = tokio::join!(cache.set("k", "1", None), cache.set("k", "2", None));
+                a.and(b)
+            })
+            .await
+            .unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{store}: {:?}",
+            started.elapsed()
+        );
+        assert!(text(&other, "k").await.is_some(), "{store}");
+        // Released at commit: another locked transaction writes it at once.
+        let started = Instant::now();
+        other
+            .transaction(TransactionMode::Locked)
+            .run(async { other.set("k", "3", None).await })
+            .await
+            .unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{store}: {:?}",
+            started.elapsed()
+        );
+    }
+}

@@ -14,6 +14,9 @@
 //! of a fixed number of calls", which is what the ratios need, and the whole comparison stays one binary and one
 //! table.
 
+#[path = "eviction.rs"]
+mod eviction;
+
 use std::future::Future;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -541,6 +544,19 @@ fn main() {
         });
         return;
     }
+    // `--rss <contender>`: the child process of the bytes-per-entry row.
+    if let Some(i) = args.iter().position(|a| a == "--rss") {
+        eviction::rss_child(args.get(i + 1).map_or("ours", String::as_str));
+        return;
+    }
+    // `--eviction`: only the hit-ratio table and bytes per entry.
+    if args.iter().any(|a| a == "--eviction") {
+        let mut report = Report::default();
+        eviction::hit_ratio_rows(plan.quick, &mut report);
+        eviction::bytes_per_entry_rows(&mut report);
+        report.print();
+        return;
+    }
     let started = Instant::now();
     let mut report = Report::default();
     eprintln!(
@@ -680,6 +696,10 @@ fn main() {
         report.ratio("hit_disk_vs_memory", disk / memory);
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    // ----- eviction quality, memory per entry -----
+    eviction::hit_ratio_rows(plan.quick, &mut report);
+    eviction::bytes_per_entry_rows(&mut report);
 
     // ----- Redis, memcached -----
     redis_rows(plan, &mut report);

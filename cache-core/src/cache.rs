@@ -20,6 +20,7 @@ use crate::memory::{MemoryBackend, TypedRead};
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::namespace::{NamespaceVersion, NamespacedBackend, DEFAULT_NAMESPACE_REFRESH};
 use crate::router::Router;
+use crate::shape::Storable;
 use crate::singleflight::SingleFlight;
 use crate::size::decoded_size_beside;
 use crate::stored::StoredForm;
@@ -749,6 +750,9 @@ impl Cache {
 
     /// Reads a value. A value that does not decode as `T` (foreign bytes, another type or version) is `None`.
     ///
+    /// On the memory backend a hit is a clone of the entry's decoded copy (made by the first read, shared with
+    /// cached functions reading the same key as the same type), not a decode.
+    ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
@@ -756,7 +760,7 @@ impl Cache {
     /// assert_eq!(cache.get::<String>("missing").await.unwrap(), None);
     /// # }
     /// ```
-    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, CacheError> {
+    pub async fn get<T: Storable>(&self, key: &str) -> Result<Option<T>, CacheError> {
         Ok(self.get_with_meta(key).await?.map(|(_, v)| v))
     }
 
@@ -772,7 +776,7 @@ impl Cache {
     /// assert!(meta.remaining_ttl().unwrap().as_secs() <= 9);
     /// # }
     /// ```
-    pub async fn get_with_meta<T: DeserializeOwned>(
+    pub async fn get_with_meta<T: Storable>(
         &self,
         key: &str,
     ) -> Result<Option<(EnvelopeMeta, T)>, CacheError> {
@@ -780,7 +784,7 @@ impl Cache {
         if !self.scoped_read(&[key], flags).await? {
             return Ok(None);
         }
-        let entry = self.suppressed(self.read_entry(key).await, None)?;
+        let entry = self.suppressed(self.read_typed(key).await, None)?;
         let usable = self.count_read(entry.as_ref().map(|(meta, _)| meta), flags);
         Ok(entry.filter(|_| usable))
     }
@@ -1249,6 +1253,37 @@ fn embedded_memory(backend: &Arc<dyn Backend>) -> Option<&MemoryBackend> {
 mod tests {
     use super::*;
     use crate::layer::{LayeredExt, Observe};
+
+    /// Counts its decodes.
+    #[derive(Debug, Clone, PartialEq, Serialize)]
+    struct Counted(u32);
+
+    static DECODES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    impl<'de> serde::Deserialize<'de> for Counted {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            DECODES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            u32::deserialize(d).map(Counted)
+        }
+    }
+
+    #[tokio::test]
+    async fn get_on_memory_serves_the_decoded_copy() {
+        let cache = Cache::memory();
+        cache.set("k", &Counted(7), None).await.unwrap();
+        for _ in 0..5 {
+            assert_eq!(cache.get::<Counted>("k").await.unwrap(), Some(Counted(7)));
+        }
+        assert_eq!(
+            DECODES.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "decoded once, then cloned"
+        );
+        // A new value replaces the copy.
+        cache.set("k", &Counted(8), None).await.unwrap();
+        assert_eq!(cache.get::<Counted>("k").await.unwrap(), Some(Counted(8)));
+        assert_eq!(DECODES.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
 
     #[test]
     fn the_fast_path_sees_a_memory_backend_but_never_through_a_layer() {

@@ -73,7 +73,10 @@ impl Default for MemoryBackendBuilder {
 }
 
 impl MemoryBackendBuilder {
-    /// The most entries kept; the least recently used go first. Default 10 000. Zero is treated as one.
+    /// The most entries kept. Default 10 000. Zero is treated as one.
+    ///
+    /// Eviction takes the least recently used entry that was not read since eviction last passed it; one read
+    /// meanwhile earns a second chance (up to three), so keys read often outlive bursts of keys read once.
     ///
     /// Memory grows with the entries actually held, not with this bound: a large `max_entries` costs nothing
     /// up front.
@@ -292,13 +295,14 @@ impl MemoryBackend {
         let shard = self.shard(key);
         let bytes = {
             let mut shard = shard.lock();
-            let Some(entry) = shard.map.get(key) else {
+            let Some(entry) = shard.map.get_mut(key) else {
                 return Ok(TypedRead::Miss);
             };
             if !entry.is_live(now) {
                 shard.remove(key);
                 return Ok(TypedRead::Miss);
             }
+            entry.touched();
             if let Some(value) = entry.decoded.as_ref().and_then(|d| d.downcast_ref::<T>()) {
                 return Ok(TypedRead::Hit(value.clone()));
             }
@@ -338,6 +342,21 @@ struct Entry {
     decoded_bytes: usize,
     /// Which write of its shard made this entry: the compare-and-set token ([`Backend::gets`]).
     version: u64,
+    /// Reads since it was last passed over by eviction, up to [`MAX_HITS`]: its second chances.
+    hits: u8,
+}
+
+/// The most second chances an entry can earn (two bits, as in S3-FIFO and CLOCK-Pro's frequency counters).
+const MAX_HITS: u8 = 3;
+
+/// The most entries one eviction passes over before it evicts the least recent regardless. Each pass spends a
+/// read, so passes cost O(1) per read amortised; the bound only caps one insert's worst case.
+const MAX_SECOND_CHANCES: usize = 1024;
+
+impl Entry {
+    fn touched(&mut self) {
+        self.hits = (self.hits + 1).min(MAX_HITS);
+    }
 }
 
 /// What [`MemoryBackend::get_typed`] found.
@@ -415,8 +434,11 @@ impl Shard {
     /// A live entry's value, promoted in the LRU order; an expired one is removed on the way. One lookup on a
     /// hit, which is the hot path.
     fn live_value(&mut self, key: &str, now: Instant) -> Result<Option<Bytes>, BackendError> {
-        match self.map.get(key) {
-            Some(entry) if entry.is_live(now) => return entry.value.bytes(key).cloned().map(Some),
+        match self.map.get_mut(key) {
+            Some(entry) if entry.is_live(now) => {
+                entry.touched();
+                return entry.value.bytes(key).cloned().map(Some);
+            }
             Some(_) => {}
             None => return Ok(None),
         }
@@ -431,7 +453,9 @@ impl Shard {
             self.remove(key);
             return None;
         }
-        self.map.get_mut(key)
+        let entry = self.map.get_mut(key)?;
+        entry.touched();
+        Some(entry)
     }
 
     fn remove(&mut self, key: &str) -> Option<Entry> {
@@ -448,6 +472,7 @@ impl Shard {
             decoded: None,
             decoded_bytes: 0,
             version: self.writes,
+            hits: 0,
         };
         self.bytes += charge(key, &entry);
         if let Some((old_key, old)) = self.map.push(key.to_owned(), entry) {
@@ -455,7 +480,7 @@ impl Shard {
             self.bytes -= charge(&old_key, &old);
         }
         while self.map.len() > self.max_entries {
-            match self.map.pop_lru() {
+            match self.pop_victim() {
                 Some((k, e)) => self.bytes -= charge(&k, &e),
                 None => break,
             }
@@ -471,12 +496,29 @@ impl Shard {
     fn evict_over_budget(&mut self) {
         if let Some(max) = self.max_bytes {
             while self.bytes > max {
-                match self.map.pop_lru() {
+                match self.pop_victim() {
                     Some((k, e)) => self.bytes -= charge(&k, &e),
                     None => break,
                 }
             }
         }
+    }
+
+    /// The entry to evict: the least recently used one that has not been read since eviction last passed it.
+    /// Entries read meanwhile get a second chance — moved to the most recent end, one read forgotten — so a key
+    /// read often outlives a burst of keys read once (a scan), as with S3-FIFO or W-TinyLFU, while a key never
+    /// read again goes first. Passes over at most [`MAX_SECOND_CHANCES`] entries.
+    fn pop_victim(&mut self) -> Option<(String, Entry)> {
+        for _ in 0..MAX_SECOND_CHANCES {
+            let (_, oldest) = self.map.peek_lru()?;
+            if oldest.hits == 0 {
+                break;
+            }
+            let (key, mut entry) = self.map.pop_lru()?;
+            entry.hits -= 1;
+            self.map.push(key, entry);
+        }
+        self.map.pop_lru()
     }
 
     fn sweep(&mut self, now: Instant) {
@@ -833,6 +875,53 @@ mod tests {
 
     fn b(s: &str) -> Bytes {
         Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    #[test]
+    fn keys_read_often_outlive_a_scan_of_keys_read_once() {
+        // One shard's worth, so eviction order is one LRU's.
+        let m = MemoryBackend::builder().max_entries(100).build();
+        for i in 0..50 {
+            m.set_sync(&format!("hot:{i}"), b("v"), None);
+            for _ in 0..2 {
+                assert!(m.get_sync(&format!("hot:{i}")).is_some());
+            }
+        }
+        // A scan as large as the whole cache, of keys written once.
+        for i in 0..100 {
+            m.set_sync(&format!("scan:{i}"), b("v"), None);
+        }
+        let kept = (0..50)
+            .filter(|i| m.get_sync(&format!("hot:{i}")).is_some())
+            .count();
+        // A plain LRU keeps none of them.
+        assert_eq!(kept, 50, "hot keys lost to the scan");
+        assert!(m.len() <= 100);
+        // Without reads they are evicted like any other key.
+        for i in 0..400 {
+            m.set_sync(&format!("scan2:{i}"), b("v"), None);
+        }
+        assert_eq!(
+            (0..50)
+                .filter(|i| m.get_sync(&format!("hot:{i}")).is_some())
+                .count(),
+            0
+        );
+    }
+
+    #[test]
+    fn without_reads_eviction_is_least_recently_written_first() {
+        let m = MemoryBackend::builder().max_entries(64).build();
+        for i in 0..64 {
+            m.set_sync(&format!("a:{i}"), b("v"), None);
+        }
+        for i in 0..8 {
+            m.set_sync(&format!("b:{i}"), b("v"), None);
+        }
+        let gone: Vec<usize> = (0..64)
+            .filter(|i| m.get_sync(&format!("a:{i}")).is_none())
+            .collect();
+        assert_eq!(gone, (0..8).collect::<Vec<_>>());
     }
 
     #[tokio::test]

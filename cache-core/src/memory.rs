@@ -457,17 +457,20 @@ impl Store {
 
     /// A read: promoted in main's LRU order; the small queue is a FIFO, so no move there.
     fn get_mut(&mut self, key: &str) -> Option<&mut Entry> {
-        if self.main.contains(key) {
-            return self.main.get_mut(key);
+        // One lookup for a hit in main (the common case): the fields are borrowed apart.
+        let Self { main, small, .. } = self;
+        match main.get_mut(key) {
+            Some(entry) => Some(entry),
+            None => small.peek_mut(key),
         }
-        self.small.peek_mut(key)
     }
 
     fn peek_mut(&mut self, key: &str) -> Option<&mut Entry> {
-        if self.main.contains(key) {
-            return self.main.peek_mut(key);
+        let Self { main, small, .. } = self;
+        match main.peek_mut(key) {
+            Some(entry) => Some(entry),
+            None => small.peek_mut(key),
         }
-        self.small.peek_mut(key)
     }
 
     fn pop_entry(&mut self, key: &str) -> Option<(String, Entry)> {

@@ -270,6 +270,7 @@ impl CacheBuilder {
                     self.routes,
                 ),
                 form: StoredForm {
+                    id: crate::stored::next_form_id(),
                     codec: self.codec,
                     layers: self.layers,
                 },
@@ -481,11 +482,13 @@ impl Cache {
         let Some(memory) = embedded_memory(backend) else {
             if let Some(local) = backend.local_copies() {
                 // A local copy of a remote value: a hit is served like a memory hit; anything else asks the backend.
-                let read = local.get_typed::<(EnvelopeMeta, T), _>(key, |bytes| {
-                    let entry = self.decode_or_miss::<T>(key, bytes)?;
-                    let size = decoded_size_beside(&entry.1, std::mem::size_of::<EnvelopeMeta>());
-                    Some((entry, size))
-                });
+                let read =
+                    local.get_typed::<(EnvelopeMeta, T), _>(key, self.inner.form.id, |bytes| {
+                        let entry = self.decode_or_miss::<T>(key, bytes)?;
+                        let size =
+                            decoded_size_beside(&entry.1, std::mem::size_of::<EnvelopeMeta>());
+                        Some((entry, size))
+                    });
                 if let Ok(TypedRead::Hit(entry)) = read {
                     consume_budget().await;
                     return Ok(Some(entry));
@@ -494,7 +497,7 @@ impl Cache {
             return self.read_bytes_from(backend, key).await;
         };
         consume_budget().await;
-        let read = memory.get_typed::<(EnvelopeMeta, T), _>(key, |bytes| {
+        let read = memory.get_typed::<(EnvelopeMeta, T), _>(key, self.inner.form.id, |bytes| {
             // Undecodable bytes are counted and logged here, and read as a miss.
             let entry = self.decode_or_miss::<T>(key, bytes)?;
             let size = decoded_size_beside(&entry.1, std::mem::size_of::<EnvelopeMeta>());

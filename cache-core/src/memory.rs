@@ -290,7 +290,16 @@ impl MemoryBackend {
     /// lock; its result is kept only if the entry still holds the same bytes.
     ///
     /// `decode` returns the value and the bytes to charge for its copy (see `size::decoded_size_beside`).
-    pub(crate) fn get_typed<T, D>(&self, key: &str, decode: D) -> Result<TypedRead<T>, BackendError>
+    ///
+    /// `form` identifies how the reader decodes (its codec and value layers): a copy decoded by one reader is
+    /// served only to readers of the same form, so a cache that verifies signatures is never handed a value
+    /// another cache over the same backend decoded without checking them.
+    pub(crate) fn get_typed<T, D>(
+        &self,
+        key: &str,
+        form: u64,
+        decode: D,
+    ) -> Result<TypedRead<T>, BackendError>
     where
         T: Clone + Send + Sync + 'static,
         D: FnOnce(&[u8]) -> Option<(T, usize)>,
@@ -307,7 +316,12 @@ impl MemoryBackend {
                 return Ok(TypedRead::Miss);
             }
             entry.touched();
-            if let Some(value) = entry.decoded.as_ref().and_then(|d| d.downcast_ref::<T>()) {
+            let copy = entry
+                .decoded
+                .as_ref()
+                .filter(|_| entry.decoded_form == form)
+                .and_then(|d| d.downcast_ref::<T>());
+            if let Some(value) = copy {
                 return Ok(TypedRead::Hit(value.clone()));
             }
             entry.value.bytes(key)?.clone()
@@ -322,6 +336,7 @@ impl MemoryBackend {
             if same {
                 let before = charge(key, entry);
                 entry.decoded = Some(Box::new(value.clone()));
+                entry.decoded_form = form;
                 entry.decoded_bytes = size;
                 shard.bytes = shard.bytes - before + charge(key, entry);
                 shard.evict_over_budget();
@@ -344,6 +359,8 @@ struct Entry {
     decoded: Option<Box<dyn Any + Send + Sync>>,
     /// What `decoded` is charged: its estimated size, 0 without one.
     decoded_bytes: usize,
+    /// The form (codec and value layers) of the reader that decoded `decoded`; see `get_typed`.
+    decoded_form: u64,
     /// Which write of its shard made this entry: the compare-and-set token ([`Backend::gets`]).
     version: u64,
     /// Reads since it was last passed over by eviction, up to [`MAX_HITS`]: its second chances.
@@ -608,6 +625,7 @@ impl Shard {
             expires_at,
             decoded: None,
             decoded_bytes: 0,
+            decoded_form: 0,
             version: self.writes,
             hits: 0,
         };
@@ -1209,7 +1227,7 @@ mod tests {
         let decodes = std::cell::Cell::new(0);
         let read = |key: &str| -> Option<String> {
             match m
-                .get_typed::<String, _>(key, |bytes| {
+                .get_typed::<String, _>(key, 0, |bytes| {
                     decodes.set(decodes.get() + 1);
                     let text = std::str::from_utf8(bytes).ok()?.to_owned();
                     let size = crate::size::decoded_size_beside(&text, 0);
@@ -1236,15 +1254,15 @@ mod tests {
         assert_eq!(decodes.get(), 2);
         // Another type decodes from the bytes and keeps its own copy.
         let len = m
-            .get_typed::<usize, _>("k", |bytes| Some((bytes.len(), 8)))
+            .get_typed::<usize, _>("k", 0, |bytes| Some((bytes.len(), 8)))
             .unwrap();
         assert!(matches!(len, TypedRead::Hit(3)));
         assert!(matches!(
-            m.get_typed::<usize, _>("k", |_| None).unwrap(),
+            m.get_typed::<usize, _>("k", 0, |_| None).unwrap(),
             TypedRead::Hit(3)
         ));
         assert!(matches!(
-            m.get_typed::<u8, _>("k", |_| None).unwrap(),
+            m.get_typed::<u8, _>("k", 0, |_| None).unwrap(),
             TypedRead::Unreadable
         ));
         m.delete("k").await.unwrap();

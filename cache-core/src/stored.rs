@@ -12,8 +12,17 @@ use crate::layer::ValueLayers;
 /// How one cache turns values into stored bytes and back: the codec of new writes and the value layers.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct StoredForm {
+    /// Unique per cache built (namespace views share their cache's): decoded copies in the memory backend are
+    /// served only to readers of the form that decoded them.
+    pub(crate) id: u64,
     pub(crate) codec: Codec,
     pub(crate) layers: ValueLayers,
+}
+
+/// A fresh [`StoredForm::id`]; 0 is never handed out.
+pub(crate) fn next_form_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl StoredForm {

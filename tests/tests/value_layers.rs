@@ -216,3 +216,32 @@ async fn signed_values_on_redis_reject_tampering() {
         .expect("SETRANGE");
     assert_eq!(cache.get::<String>("page").await.unwrap(), None);
 }
+
+/// Regression: decoded copies in the memory backend were shared by type alone, so a value a cache *without*
+/// the signing layer had decoded (an unsigned, forged value) was handed to a cache *with* it on its next read,
+/// skipping the signature check — through `Cache::get` and through cached functions alike.
+#[tokio::test]
+async fn a_copy_decoded_without_the_layer_is_never_served_to_a_cache_with_it() {
+    let backend = Arc::new(MemoryBackend::default());
+    let plain = over(&backend, |b| b);
+    let signed = over(&backend, |b| b.value_layer(sign()));
+    plain.set("k", &"forged", None).await.unwrap();
+    assert_eq!(
+        plain.get::<String>("k").await.unwrap().as_deref(),
+        Some("forged")
+    );
+    assert_eq!(
+        signed.get::<String>("k").await.unwrap(),
+        None,
+        "unsigned: rejected"
+    );
+    let computed = signed
+        .get_or_set("k", None, || async { "fresh".to_owned() })
+        .await;
+    assert_eq!(computed, "fresh");
+    // And the other way round: the signed cache's copy of its own value is its own.
+    assert_eq!(
+        signed.get::<String>("k").await.unwrap().as_deref(),
+        Some("fresh")
+    );
+}

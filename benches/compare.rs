@@ -3,11 +3,13 @@
 //! ```text
 //! cargo bench --bench compare             # full run (a few minutes)
 //! cargo bench --bench compare -- --quick  # smoke run (< 60 s including redis-server start-up)
+//! cargo bench --bench compare -- --quick --eviction  # only the hit-ratio table and bytes per entry
 //! ```
 //!
 //! Prints a human table, then one `RATIO <name> <value>` line per comparison (ours / peer for times, peer / ours
 //! for throughputs: lower is better for us either way), `SCALING hit_memory_2_threads <x>` and
-//! `STAMPEDE body_runs <n>`. The Redis rows run against a redis-server the bench starts itself on a free loopback
+//! `STAMPEDE body_runs <n>`, and `HIT_RATIO <trace> ours <%> lru <%> best_peer <%> gap <points>` per eviction
+//! scenario (see `eviction.rs`). The Redis rows run against a redis-server the bench starts itself on a free loopback
 //! port; without the binary they print a loud SKIP line.
 //!
 //! A hand-rolled timing loop rather than criterion: every row is "warm up, then the median of several timed runs

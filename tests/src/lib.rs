@@ -194,6 +194,38 @@ impl ServerProcess {
         }
     }
 
+    /// Stops the server without closing its sockets (`SIGSTOP`): connections stay open and requests get no
+    /// answer, as with a hung or overloaded server. [`ServerProcess::resume`] continues it.
+    ///
+    /// # Example
+    /// ```no_run
+    /// let Some(memcached) = test_support::MemcachedServer::start() else { return };
+    /// memcached.process().pause();
+    /// memcached.process().resume();
+    /// ```
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Continues a server stopped with [`ServerProcess::pause`] (`SIGCONT`).
+    ///
+    /// # Example
+    /// See [`ServerProcess::pause`].
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        if let Some(child) = self.lock_child().as_ref() {
+            if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+                // SAFETY: `kill` only sends a signal; the pid is our own child, which we have not reaped.
+                unsafe {
+                    libc::kill(pid, signal);
+                }
+            }
+        }
+    }
+
     /// Starts the server again on the same port and data directory, waiting until it is ready. Kills the running
     /// process first, if any.
     ///

@@ -488,3 +488,114 @@ async fn setup_from_a_url() {
     }
     assert_eq!(found, 1, "stored once, under the prefix");
 }
+
+/// A server that stops answering (hung, not gone: its connections stay open) costs each call at most about its
+/// command timeout, and the cache fails open; once it answers again, so does the cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_server_times_calls_out_and_the_cache_fails_open() {
+    let Some(server) = MemcachedServer::start() else {
+        return;
+    };
+    let mc = MemcachedBackend::builder()
+        .servers([server.address()])
+        .command_timeout(Duration::from_millis(200))
+        // Marked dead after its timeouts, as pymemcache does; retried soon for the test.
+        .retry_timeout(Duration::from_millis(200))
+        .dead_timeout(Duration::from_secs(1))
+        .build();
+    let cache = Cache::builder().backend(mc).build();
+    cache.set("k", &1u8, None).await.unwrap();
+    assert_eq!(cache.get::<u8>("k").await.unwrap(), Some(1));
+    server.process().pause();
+    let calls: Vec<_> = (0..16)
+        .map(|_| {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let value = cache.get_or_set("k", None, || async { 2u8 }).await;
+                (value, started.elapsed())
+            })
+        })
+        .collect();
+    for call in calls {
+        let (value, took) = call.await.unwrap();
+        assert_eq!(value, 2, "failed open: the body ran");
+        assert!(
+            took >= Duration::from_millis(150),
+            "answered by a hung server? {took:?}"
+        );
+        assert!(
+            took < Duration::from_millis(1_000),
+            "waited {took:?} for a 200 ms timeout"
+        );
+    }
+    server.process().resume();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Ok(Some(1)) = cache.get::<u8>("k").await {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server answers again, the cache does not"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A backend first used on one runtime and then, that runtime gone, on another (tests, sync callers): its calls
+/// still answer, and still time out on a hung server.
+#[test]
+fn timeouts_still_fire_after_the_first_runtime_is_gone() {
+    let Some(server) = MemcachedServer::start() else {
+        return;
+    };
+    let mc = MemcachedBackend::builder()
+        .servers([server.address()])
+        .command_timeout(Duration::from_millis(200))
+        .retry_timeout(Duration::from_millis(100))
+        .dead_timeout(Duration::from_millis(300))
+        .build();
+    let cache = Cache::builder().backend(mc).build();
+    let first = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    first.block_on(cache.set("k", &1u8, None)).unwrap();
+    drop(first);
+    std::thread::sleep(Duration::from_millis(300));
+    let second = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    // Connections made on the first runtime fail on this one; the next call opens one here.
+    second.block_on(async {
+        let mut last = None;
+        for _ in 0..50 {
+            match cache.get::<u8>("k").await {
+                Ok(Some(1)) => return,
+                other => last = Some(format!("{other:?}")),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no answer on the second runtime: {last:?}");
+    });
+    server.process().pause();
+    let started = Instant::now();
+    let read = second.block_on(async {
+        tokio::time::timeout(Duration::from_secs(5), cache.get::<u8>("k")).await
+    });
+    server.process().resume();
+    let read = read.expect("the call itself timed out, not the test's guard");
+    assert!(
+        read.is_err() || read.as_ref().is_ok_and(Option::is_none),
+        "{read:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -4,6 +4,7 @@
 //! cargo bench --bench compare             # full run (a few minutes)
 //! cargo bench --bench compare -- --quick  # smoke run (< 60 s including redis-server start-up)
 //! cargo bench --bench compare -- --quick --eviction  # only the hit-ratio table and bytes per entry
+//! valgrind --tool=callgrind target/release/deps/compare-* --profile-memcached 6000 ours  # (or raw) instructions
 //! ```
 //!
 //! Prints a human table, then one `RATIO <name> <value>` line per comparison (ours / peer for times, peer / ours
@@ -542,6 +543,35 @@ fn main() {
         current_thread().block_on(async {
             for i in 0..n {
                 black_box(get_profile(black_box(i % KEYS)).await);
+            }
+        });
+        return;
+    }
+    // `--profile-memcached N ours|raw`: N sequential memcached hits, ours or the raw `mg` peer, for callgrind
+    // (instructions per hit; the wall time of one task is the network's).
+    if let Some(i) = args.iter().position(|a| a == "--profile-memcached") {
+        let n: u64 = args
+            .get(i + 1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(10_000);
+        let raw_peer = args.get(i + 2).is_some_and(|w| w == "raw");
+        let Some(server) = test_support::MemcachedServer::start() else {
+            return;
+        };
+        let backend = cachette::MemcachedBackend::builder()
+            .servers([server.address()])
+            .pool_size(MEMCACHED_POOL)
+            .build();
+        let _ = MEMCACHED.set(Cache::builder().backend(backend).build());
+        let raw = RawMemcached::new(server.address());
+        current_thread().block_on(async {
+            for i in 0..n {
+                let id = black_box(i % KEYS);
+                if raw_peer {
+                    black_box(peer_memcached(&raw, id).await);
+                } else {
+                    black_box(get_profile_memcached(id).await);
+                }
             }
         });
         return;

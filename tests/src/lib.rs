@@ -205,6 +205,24 @@ impl ServerProcess {
     /// ```
     pub fn pause(&self) {
         self.signal(libc::SIGSTOP);
+        // The signal is delivered asynchronously: wait until the kernel reports the process stopped, so no request
+        // sent after `pause` returns is answered.
+        let Some(pid) = self.lock_child().as_ref().map(|child| child.id()) else {
+            return;
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while std::time::Instant::now() < deadline {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // `pid (comm) state …`: the state follows the last `)`.
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().next());
+            if matches!(state, Some("T" | "t")) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Continues a server stopped with [`ServerProcess::pause`] (`SIGCONT`).

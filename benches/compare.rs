@@ -558,11 +558,7 @@ fn main() {
         let Some(server) = test_support::MemcachedServer::start() else {
             return;
         };
-        let backend = cachette::MemcachedBackend::builder()
-            .servers([server.address()])
-            .pool_size(MEMCACHED_POOL)
-            .build();
-        let _ = MEMCACHED.set(Cache::builder().backend(backend).build());
+        set_memcached_cache(&server);
         let raw = RawMemcached::new(server.address());
         current_thread().block_on(async {
             for i in 0..n {
@@ -764,6 +760,15 @@ fn rand_id() -> u64 {
         * 1_000_000
 }
 
+/// Our cache on `server`, with the raw peer's pool size, for `get_profile_memcached`.
+fn set_memcached_cache(server: &test_support::MemcachedServer) {
+    let backend = cachette::MemcachedBackend::builder()
+        .servers([server.address()])
+        .pool_size(MEMCACHED_POOL)
+        .build();
+    let _ = MEMCACHED.set(Cache::builder().backend(backend).build());
+}
+
 fn memcached_rows(plan: Plan, report: &mut Report) {
     let Some(server) = test_support::MemcachedServer::start() else {
         eprintln!("SKIP: memcached is not installed: the memcached rows were NOT measured");
@@ -775,11 +780,7 @@ fn memcached_rows(plan: Plan, report: &mut Report) {
         .enable_all()
         .build()
         .unwrap();
-    let backend = cachette::MemcachedBackend::builder()
-        .servers([server.address()])
-        .pool_size(MEMCACHED_POOL)
-        .build();
-    let _ = MEMCACHED.set(Cache::builder().backend(backend).build());
+    set_memcached_cache(&server);
     let raw = Arc::new(RawMemcached::new(server.address()));
     rt.block_on(async {
         for id in 0..KEYS {

@@ -40,22 +40,23 @@ fn key(id: u64) -> String {
     format!("k:{id}")
 }
 
-/// Hit ratio (percent) of `trace` on a cache of `capacity` entries with get-then-insert-on-miss.
+/// Hit ratio (percent) of `trace` with get-then-insert-on-miss: `access` looks a key up, inserts it on a miss
+/// and says whether it was a hit.
+fn ratio(trace: &[u64], mut access: impl FnMut(String) -> bool) -> f64 {
+    let hits = trace.iter().filter(|&&id| access(key(id))).count();
+    hits as f64 * 100.0 / trace.len() as f64
+}
+
 fn ratio_ours(trace: &[u64], capacity: usize) -> f64 {
     let cache = MemoryBackend::builder().max_entries(capacity).build();
     let value = Bytes::from_static(b"v");
-    let hits = trace
-        .iter()
-        .filter(|&&id| {
-            let key = key(id);
-            let hit = cache.get_sync(&key).is_some();
-            if !hit {
-                cache.set_sync(&key, value.clone(), None);
-            }
-            hit
-        })
-        .count();
-    hits as f64 * 100.0 / trace.len() as f64
+    ratio(trace, |key| {
+        let hit = cache.get_sync(&key).is_some();
+        if !hit {
+            cache.set_sync(&key, value.clone(), None);
+        }
+        hit
+    })
 }
 
 fn ratio_moka(trace: &[u64], capacity: usize) -> f64 {
@@ -83,34 +84,24 @@ fn ratio_moka(trace: &[u64], capacity: usize) -> f64 {
 
 fn ratio_quick_cache(trace: &[u64], capacity: usize) -> f64 {
     let cache: quick_cache::sync::Cache<String, u8> = quick_cache::sync::Cache::new(capacity);
-    let hits = trace
-        .iter()
-        .filter(|&&id| {
-            let key = key(id);
-            let hit = cache.get(&key).is_some();
-            if !hit {
-                cache.insert(key, 1);
-            }
-            hit
-        })
-        .count();
-    hits as f64 * 100.0 / trace.len() as f64
+    ratio(trace, |key| {
+        let hit = cache.get(&key).is_some();
+        if !hit {
+            cache.insert(key, 1);
+        }
+        hit
+    })
 }
 
 fn ratio_lru(trace: &[u64], capacity: usize) -> f64 {
     let mut cache = lru::LruCache::new(NonZeroUsize::new(capacity.max(1)).expect("nonzero"));
-    let hits = trace
-        .iter()
-        .filter(|&&id| {
-            let key = key(id);
-            let hit = cache.get(&key).is_some();
-            if !hit {
-                cache.put(key, 1u8);
-            }
-            hit
-        })
-        .count();
-    hits as f64 * 100.0 / trace.len() as f64
+    ratio(trace, |key| {
+        let hit = cache.get(&key).is_some();
+        if !hit {
+            cache.put(key, 1u8);
+        }
+        hit
+    })
 }
 
 /// The hit-ratio table: two traces × capacities of 1 % and 10 % of the universe.

@@ -1112,9 +1112,7 @@ impl Backend for RedisBackend {
             }
         };
         let limit = i64::try_from(rule.limit).unwrap_or(i64::MAX);
-        let period = i64::try_from(rule.period.as_millis())
-            .unwrap_or(i64::MAX)
-            .max(1);
+        let period = i64::try_from(rule.period_ms()).unwrap_or(i64::MAX);
         let reply: Vec<i64> = self
             .run_script(
                 script,

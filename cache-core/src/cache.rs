@@ -517,9 +517,6 @@ impl Cache {
     /// transaction).
     #[inline]
     fn transaction_read(&self, key: &str) -> Option<Option<Bytes>> {
-        if !transaction::any_running() {
-            return None;
-        }
         transaction::pending(self, key)
     }
 
@@ -694,7 +691,7 @@ impl Cache {
     }
 
     async fn delete_many_internal(&self, keys: &[&str]) -> Result<u64, CacheError> {
-        if transaction::any_running() && crate::context::transaction_in_scope().is_some() {
+        if transaction::in_scope() {
             let mut deleted = 0;
             for key in keys {
                 deleted += u64::from(self.delete_internal(key).await?);
@@ -811,7 +808,7 @@ impl Cache {
         if !self.scoped_read(keys, flags).await? {
             return Ok(out);
         }
-        if transaction::any_running() && crate::context::transaction_in_scope().is_some() {
+        if transaction::in_scope() {
             // One key at a time, each seeing the transaction's own writes first.
             for (slot, key) in out.iter_mut().zip(keys) {
                 let entry = self.suppressed(self.read_entry::<T>(key).await, None)?;
@@ -929,7 +926,7 @@ impl Cache {
         if context::is_disabled(Ops::SET) {
             return Ok(());
         }
-        if transaction::any_running() && crate::context::transaction_in_scope().is_some() {
+        if transaction::in_scope() {
             for (key, value) in entries {
                 self.suppressed(self.store_internal(key, value, ttl).await, ())?;
             }

@@ -635,7 +635,7 @@ impl Shard {
             self.bytes -= charge(&old_key, &old);
         }
         while self.map.len() > self.max_entries {
-            match self.pop_victim() {
+            match self.map.pop_victim() {
                 Some((k, e)) => self.bytes -= charge(&k, &e),
                 None => break,
             }
@@ -651,16 +651,12 @@ impl Shard {
     fn evict_over_budget(&mut self) {
         if let Some(max) = self.max_bytes {
             while self.bytes > max {
-                match self.pop_victim() {
+                match self.map.pop_victim() {
                     Some((k, e)) => self.bytes -= charge(&k, &e),
                     None => break,
                 }
             }
         }
-    }
-
-    fn pop_victim(&mut self) -> Option<(String, Entry)> {
-        self.map.pop_victim()
     }
 
     fn sweep(&mut self, now: Instant) {

@@ -18,7 +18,7 @@ pub use crate::strategy::{
 pub use std::vec::Vec;
 
 pub use crate::strategy::{circuit_breaker, CircuitOptions};
-pub use crate::sync_run::{refused, sync_runner, SyncRunner};
+pub use crate::sync_run::{note_refused, refused, sync_runner, SyncRunner};
 pub use crate::toolkit::RateRule;
 
 /// `#[locked]`: runs `body` holding the lock `key` — waiting up to `timeout` for it with `wait`, else refusing at

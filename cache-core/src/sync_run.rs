@@ -95,9 +95,14 @@ pub fn refused<S, Out>(cache: &Cache, error: CacheError, body: impl FnOnce() -> 
 where
     S: crate::shape::Shape<Out>,
 {
-    cache.note_refused(&error);
+    note_refused(cache, &error);
     match S::on_backend_error(error) {
         Ok(out) => out,
         Err(_) => body(),
     }
+}
+
+/// A sync companion or invalidation the cache could not run: logged and counted, as [`refused`] does.
+pub fn note_refused(cache: &Cache, error: &CacheError) {
+    cache.note_refused(error);
 }

@@ -250,7 +250,13 @@ pub(crate) fn any_running() -> bool {
     ACTIVE.load(Relaxed) != 0
 }
 
+/// Whether the current scope runs a transaction (cheap when none runs anywhere in the process).
+pub(crate) fn in_scope() -> bool {
+    current().is_some()
+}
+
 /// The transaction of the current scope, if one is running.
+#[inline]
 fn current() -> Option<Arc<Transaction>> {
     if !any_running() {
         return None;
@@ -258,7 +264,9 @@ fn current() -> Option<Arc<Transaction>> {
     crate::context::transaction_in_scope()
 }
 
-/// What the current transaction holds for `key` of `cache` (see [`Transaction::pending`]).
+/// What the current transaction holds for `key` of `cache` (see [`Transaction::pending`]). Inlined so the read
+/// paths pay one relaxed load while no transaction runs.
+#[inline]
 pub(crate) fn pending(cache: &Cache, key: &str) -> Option<Option<Bytes>> {
     current()?.pending(cache, key)
 }
@@ -404,7 +412,7 @@ impl TransactionBuilder {
     where
         F: Future<Output = Result<T, E>>,
     {
-        if crate::context::transaction_in_scope().is_some() {
+        if in_scope() {
             return fut.await;
         }
         let tx = Arc::new(Transaction {

@@ -1092,7 +1092,7 @@ impl Ctx<'_> {
         let krate = self.krate;
         let (cache, error) = (local("__cache"), local("__error"));
         quote!({
-            #krate::__private::refused::<#krate::__private::Plain, ()>(&#cache, #error, || ());
+            #krate::__private::note_refused(&#cache, &#error);
             #neutral
         })
     }

@@ -221,7 +221,7 @@ pub(crate) fn expand(args: InvalidatesArgs, item: FnItem) -> syn::Result<TokenSt
             match #krate::__private::sync_runner(&#runner_cache) {
                 #krate::__private::Result::Ok(runner) => runner.block_on(async move { #awaits }),
                 #krate::__private::Result::Err(#error) => {
-                    #krate::__private::refused::<#krate::__private::Plain, ()>(&#runner_cache, #error, || ())
+                    #krate::__private::note_refused(&#runner_cache, &#error)
                 }
             }
         };

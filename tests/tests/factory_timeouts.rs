@@ -223,18 +223,23 @@ async fn macro_scenario(cache: Cache) {
     assert_eq!(MACRO_RUNS.load(SeqCst), 2);
 }
 
+/// A plain Redis cache on `server`.
+async fn redis_cache(server: &RedisServer) -> Cache {
+    let redis = RedisBackend::builder()
+        .url(server.url())
+        .build()
+        .await
+        .unwrap();
+    Cache::builder().backend(redis).build()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn macro_timeouts_on_memory_and_redis() {
     macro_scenario(Cache::memory()).await;
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let redis = RedisBackend::builder()
-        .url(server.url())
-        .build()
-        .await
-        .unwrap();
-    macro_scenario(Cache::builder().backend(redis).build()).await;
+    macro_scenario(redis_cache(&server).await).await;
 }
 
 #[cachette::cached(cache = JITTERED.get().unwrap(), key = "jitter:{id}", ttl = "100s", ttl_jitter = "50s")]
@@ -249,14 +254,7 @@ async fn ttl_jitter_spreads_expiry_over_the_jitter() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let redis = RedisBackend::builder()
-        .url(server.url())
-        .build()
-        .await
-        .unwrap();
-    JITTERED
-        .set(Cache::builder().backend(redis).build())
-        .unwrap();
+    JITTERED.set(redis_cache(&server).await).unwrap();
     for id in 0..40 {
         jittered(id).await;
     }

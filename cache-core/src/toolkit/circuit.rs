@@ -9,7 +9,9 @@
 //! (This guards a function; the backend breaker in `cache-backends` guards the cache's own backend.)
 
 use std::future::Future;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use super::now_ms;
 
 use bytes::Bytes;
 
@@ -279,12 +281,6 @@ fn until(marker: &[u8]) -> u64 {
         .ok()
         .and_then(|text| text.parse().ok())
         .unwrap_or(u64::MAX)
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 async fn open(

@@ -5,6 +5,14 @@ pub(crate) mod circuit;
 mod lock;
 mod rate_limit;
 
+/// Wall-clock milliseconds since the Unix epoch: the clock limits and circuits share with other processes
+/// (a monotonic clock is per process).
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 pub use circuit::CircuitOpen;
 pub use lock::{LockGuard, LockRequest, Locked};
 pub use rate_limit::{

@@ -5,7 +5,9 @@
 //! backend with compare-and-set reads the state, decides and writes it back only if nobody changed it meanwhile,
 //! retrying otherwise (wall clock), so concurrent callers never both take the last slot.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use super::now_ms;
 
 use bytes::Bytes;
 
@@ -75,8 +77,13 @@ impl RateRule {
         }
     }
 
-    /// The period in whole milliseconds, at least 1 (backends count in milliseconds).
-    pub(crate) fn period_ms(&self) -> u64 {
+    /// The period in whole milliseconds, at least 1: what backends count in.
+    ///
+    /// ```
+    /// let rule = cache_core::RateRule::fixed(1, std::time::Duration::from_micros(10));
+    /// assert_eq!(rule.period_ms(), 1);
+    /// ```
+    pub fn period_ms(&self) -> u64 {
         u64::try_from(self.period.as_millis())
             .unwrap_or(u64::MAX)
             .max(1)
@@ -331,12 +338,6 @@ impl State {
             }
         }
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// [`Backend::rate_limit`] for any backend with compare-and-set: read, decide, write back only if unchanged.

@@ -543,6 +543,59 @@ async fn a_hung_server_times_calls_out_and_the_cache_fails_open() {
     }
 }
 
+/// A connection opened on a runtime that is kept but no longer driven (a start-up runtime left idle) and then
+/// used from another runtime: nothing drives the first runtime's timers or sockets, so the call must be timed
+/// by the runtime it runs on, and the next call opens a connection there.
+#[test]
+fn a_call_from_another_runtime_times_out_even_if_the_first_is_idle() {
+    let Some(server) = MemcachedServer::start() else {
+        return;
+    };
+    let mc = MemcachedBackend::builder()
+        .servers([server.address()])
+        .command_timeout(Duration::from_millis(200))
+        .retry_timeout(Duration::from_millis(50))
+        .build();
+    let cache = Cache::builder().backend(mc).build();
+    let idle = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    idle.block_on(cache.set("k", &1u8, None)).unwrap();
+    let second = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let first = second.block_on(async {
+        tokio::time::timeout(Duration::from_secs(5), cache.get::<u8>("k")).await
+    });
+    assert!(
+        first.is_ok(),
+        "the call hung on the idle runtime's connection"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let answered = second.block_on(async {
+        for _ in 0..50 {
+            if let Ok(Some(1)) = cache.get::<u8>("k").await {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    });
+    assert!(
+        answered,
+        "no answer from a connection of the second runtime"
+    );
+    drop(idle);
+}
+
 /// A backend first used on one runtime and then, that runtime gone, on another (tests, sync callers): its calls
 /// still answer, and still time out on a hung server.
 #[test]

@@ -5,6 +5,9 @@
 //! When a call is dropped halfway (its caller was cancelled, or the command timeout fired) the connection is
 //! closed instead, so a late reply can never be read as the answer to someone else's request.
 
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -12,18 +15,73 @@ use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::time::{Instant, Sleep};
 
 use super::protocol::{parse_reply, Reply};
 use cache_core::BackendError;
 
-/// One open connection and its buffers (kept between calls: no allocation per request).
+/// One open connection, its buffers and its command timer, all kept between calls: a request allocates nothing
+/// and arms no new timer.
 pub(crate) struct Connection {
+    io: Io,
+    /// The command deadline of the exchange in progress. One timer per connection, moved forward call after
+    /// call: tokio extends a registered timer's deadline with one atomic write, where a new timer per call
+    /// costs a lock of the timer wheel to register and another to cancel (the largest per-call cost left at
+    /// 64 tasks). Created on the connection's first exchange, on the runtime that opened the socket, so the
+    /// timer and the socket are driven by the same runtime.
+    timer: Option<Pin<Box<Sleep>>>,
+    /// The runtime that opened the socket. A call from another runtime must not rely on this one's timer:
+    /// nothing may be driving it (a runtime kept but idle), and the call would then wait forever.
+    runtime: Option<tokio::runtime::Id>,
+}
+
+struct Io {
     stream: TcpStream,
     read: BytesMut,
     write: BytesMut,
 }
 
 impl Connection {
+    /// Runs one exchange (see [`Io::exchange`]) that fails with [`BackendError::Timeout`] at `deadline`.
+    pub(crate) async fn exchange(
+        &mut self,
+        deadline: Instant,
+        timeout: Duration,
+        write: impl FnOnce(&mut BytesMut),
+        done: impl FnMut(Reply) -> Result<bool, BackendError>,
+    ) -> Result<(), BackendError> {
+        let here = tokio::runtime::Handle::try_current().ok().map(|h| h.id());
+        if here.is_none() || here != self.runtime {
+            return tokio::time::timeout_at(deadline, self.io.exchange(write, done))
+                .await
+                .map_err(|_| BackendError::Timeout(timeout))?;
+        }
+        let timer = match &mut self.timer {
+            Some(timer) => {
+                timer.as_mut().reset(deadline);
+                timer
+            }
+            None => self
+                .timer
+                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        let exchange = self.io.exchange(write, done);
+        tokio::pin!(exchange);
+        // The exchange first: a call that completes never looks at the timer.
+        poll_fn(|cx| {
+            if let Poll::Ready(result) = exchange.as_mut().poll(cx) {
+                return Poll::Ready(result);
+            }
+            timer
+                .as_mut()
+                .poll(cx)
+                .map(|()| Err(BackendError::Timeout(timeout)))
+        })
+        .await
+    }
+}
+
+impl Io {
     async fn open(address: &str) -> Result<Self, BackendError> {
         let stream = TcpStream::connect(address)
             .await
@@ -39,7 +97,7 @@ impl Connection {
 
     /// Sends the request `write` puts into the connection's buffer and reads replies until `done` says the
     /// exchange is complete, handing each to it.
-    pub(crate) async fn exchange(
+    async fn exchange(
         &mut self,
         write: impl FnOnce(&mut BytesMut),
         mut done: impl FnMut(Reply) -> Result<bool, BackendError>,
@@ -120,7 +178,15 @@ impl Pool {
     }
 
     /// A connection: an idle one, or a new one when none is idle and the pool is not full.
-    pub(crate) async fn checkout(&self) -> Result<Checkout<'_>, BackendError> {
+    ///
+    /// Waiting for a free slot arms no timer of its own: slots are handed out first come, first served, so
+    /// every holder started before this call and gives its slot back by its own deadline, which is no later
+    /// than this call's. A slot that comes after `deadline` anyway is a timeout.
+    async fn checkout(
+        &self,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<Checkout<'_>, BackendError> {
         let slot = self
             .slots
             .acquire()
@@ -129,7 +195,16 @@ impl Pool {
         let idle = self.idle.lock().pop();
         let connection = match idle {
             Some(connection) => connection,
-            None => Connection::open(&self.address).await?,
+            None => {
+                let io = tokio::time::timeout_at(deadline, Io::open(&self.address))
+                    .await
+                    .map_err(|_| BackendError::Timeout(timeout))??;
+                Connection {
+                    io,
+                    timer: None,
+                    runtime: tokio::runtime::Handle::try_current().ok().map(|h| h.id()),
+                }
+            }
         };
         Ok(Checkout {
             pool: self,
@@ -150,18 +225,19 @@ impl Pool {
         timeout: Duration,
         done: impl FnMut(Reply) -> Result<bool, BackendError>,
     ) -> Result<(), BackendError> {
-        let exchange = async {
-            let mut checkout = self.checkout().await?;
-            let connection = checkout
-                .connection
-                .as_mut()
-                .ok_or_else(|| BackendError::Other("memcached connection missing".into()))?;
-            connection.exchange(write, done).await?;
+        let deadline = Instant::now() + timeout;
+        let mut checkout = self.checkout(deadline, timeout).await?;
+        if Instant::now() >= deadline {
+            // The connection is clean and goes back, but a slot this late is a timeout.
             checkout.release();
-            Ok(())
-        };
-        tokio::time::timeout(timeout, exchange)
-            .await
-            .map_err(|_| BackendError::Timeout(timeout))?
+            return Err(BackendError::Timeout(timeout));
+        }
+        let connection = checkout
+            .connection
+            .as_mut()
+            .ok_or_else(|| BackendError::Other("memcached connection missing".into()))?;
+        connection.exchange(deadline, timeout, write, done).await?;
+        checkout.release();
+        Ok(())
     }
 }

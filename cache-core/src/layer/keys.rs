@@ -12,6 +12,7 @@ use crate::glob::GlobMatcher;
 /// Separates a hashed key's readable head from its hash. A key that contains it is always hashed, so a key
 /// that passes through unchanged never looks like a hashed one.
 const HASH_MARK: &str = "~#";
+const HASH_MARK_BYTES: &[u8; 2] = b"~#";
 /// Hex digits of the hash: SHA-256 truncated to 128 bits.
 const HASH_HEX: usize = 32;
 
@@ -96,6 +97,27 @@ impl KeyMangler {
         self.max_len.is_some() || self.hash_unsafe
     }
 
+    /// Whether `key` holds a byte the backend forbids or our hash mark (a key that looks hashed must not
+    /// collide with one that is). One pass without early exit: keys are short, and a branch-free loop over all
+    /// bytes is cheaper than two searches (this runs on every call).
+    fn needs_hash(&self, key: &str) -> bool {
+        let bytes = key.as_bytes();
+        let [mark_first, mark_second] = *HASH_MARK_BYTES;
+        // Slices zipped and folded without early exit compile to vector code.
+        let forbidden = self.hash_unsafe
+            && bytes
+                .iter()
+                // not in 0x21..=0x7e: space, control or non-ASCII
+                .fold(false, |found, &b| found | (b.wrapping_sub(0x21) >= 0x5e));
+        let mark = || {
+            let next = bytes.get(1..).unwrap_or_default();
+            bytes.iter().zip(next).fold(false, |found, (&b, &after)| {
+                found | ((b == mark_first) & (after == mark_second))
+            })
+        };
+        forbidden || mark()
+    }
+
     fn unsafe_byte(&self, b: u8) -> bool {
         self.hash_unsafe && (b <= b' ' || b >= 0x7f)
     }
@@ -114,8 +136,7 @@ impl KeyMangler {
         let too_long = self
             .max_len
             .is_some_and(|max| self.prefix.len() + key.len() > max);
-        let hash = self.may_hash()
-            && (too_long || key.contains(HASH_MARK) || key.bytes().any(|b| self.unsafe_byte(b)));
+        let hash = self.may_hash() && (too_long || self.needs_hash(key));
         if !hash {
             if self.prefix.is_empty() {
                 return Cow::Borrowed(key);
@@ -221,5 +242,19 @@ mod tests {
         assert_eq!(m.pattern("user:*"), "a\\*:user:*");
         assert_eq!(m.unkey("a*:user:1".into()).as_deref(), Some("user:1"));
         assert_eq!(m.unkey("b:user:1".into()), None);
+    }
+
+    proptest::proptest! {
+        /// The one-pass check agrees with its definition: a forbidden byte (space, control, non-ASCII) when
+        /// unsafe bytes are hashed, or the hash mark anywhere.
+        #[test]
+        fn the_one_pass_check_matches_its_definition(
+            key in "[a ~#!}\\u{0}\\u{1f}\\u{7f}\\u{80}é]{0,12}",
+            hash_unsafe in proptest::bool::ANY,
+        ) {
+            let m = KeyMangler::new().hash_unsafe_bytes(hash_unsafe);
+            let expected = key.contains(HASH_MARK) || key.bytes().any(|b| m.unsafe_byte(b));
+            proptest::prop_assert_eq!(m.needs_hash(&key), expected);
+        }
     }
 }

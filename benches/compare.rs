@@ -4,6 +4,7 @@
 //! cargo bench --bench compare             # full run (a few minutes)
 //! cargo bench --bench compare -- --quick  # smoke run (< 60 s including redis-server start-up)
 //! cargo bench --bench compare -- --quick --eviction  # only the hit-ratio table and bytes per entry
+//! cargo bench --bench compare -- --quick --remote memcached  # only the memcached (or redis) rows
 //! valgrind --tool=callgrind target/release/deps/compare-* --profile-memcached 6000 ours  # (or raw) instructions
 //! ```
 //!
@@ -575,6 +576,17 @@ fn main() {
     // `--rss <contender>`: the child process of the bytes-per-entry row.
     if let Some(i) = args.iter().position(|a| a == "--rss") {
         eviction::rss_child(args.get(i + 1).map_or("ours", String::as_str));
+        return;
+    }
+    // `--remote redis|memcached`: only that store's rows, for repeated runs of one comparison.
+    if let Some(i) = args.iter().position(|a| a == "--remote") {
+        let mut report = Report::default();
+        match args.get(i + 1).map(String::as_str) {
+            Some("redis") => redis_rows(plan, &mut report),
+            Some("memcached") => memcached_rows(plan, &mut report),
+            other => panic!("--remote redis|memcached, not {other:?}"),
+        }
+        report.print();
         return;
     }
     // `--eviction`: only the hit-ratio table and bytes per entry.

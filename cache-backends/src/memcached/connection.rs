@@ -181,17 +181,28 @@ impl Pool {
     ///
     /// Waiting for a free slot arms no timer of its own: slots are handed out first come, first served, so
     /// every holder started before this call and gives its slot back by its own deadline, which is no later
-    /// than this call's. A slot that comes after `deadline` anyway is a timeout.
+    /// than this call's. A slot that comes after `deadline` anyway is a timeout (a slot free at once needs no
+    /// clock reading).
     async fn checkout(
         &self,
         deadline: Instant,
         timeout: Duration,
     ) -> Result<Checkout<'_>, BackendError> {
-        let slot = self
-            .slots
-            .acquire()
-            .await
-            .map_err(|_| BackendError::Connection("memcached pool closed".into()))?;
+        let slot = match self.slots.try_acquire() {
+            Ok(slot) => slot,
+            Err(_) => {
+                let slot = self
+                    .slots
+                    .acquire()
+                    .await
+                    .map_err(|_| BackendError::Connection("memcached pool closed".into()))?;
+                if Instant::now() >= deadline {
+                    // The connection would be clean, but a slot this late is a timeout.
+                    return Err(BackendError::Timeout(timeout));
+                }
+                slot
+            }
+        };
         let idle = self.idle.lock().pop();
         let connection = match idle {
             Some(connection) => connection,
@@ -227,11 +238,6 @@ impl Pool {
     ) -> Result<(), BackendError> {
         let deadline = Instant::now() + timeout;
         let mut checkout = self.checkout(deadline, timeout).await?;
-        if Instant::now() >= deadline {
-            // The connection is clean and goes back, but a slot this late is a timeout.
-            checkout.release();
-            return Err(BackendError::Timeout(timeout));
-        }
         let connection = checkout
             .connection
             .as_mut()

@@ -151,14 +151,18 @@ impl MemcachedBackend {
         if let [only] = servers.as_slice() {
             return only
                 .health
-                .in_ring(&self.inner.policy, Instant::now())
+                .in_ring(&self.inner.policy, Instant::now)
                 .then_some(only);
         }
-        let now = Instant::now();
+        // One clock reading for the whole ring, and only if some server is in trouble.
+        let now = std::cell::OnceCell::new();
         let live = servers
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.health.in_ring(&self.inner.policy, now))
+            .filter(|(_, s)| {
+                s.health
+                    .in_ring(&self.inner.policy, || *now.get_or_init(Instant::now))
+            })
             .map(|(i, s)| (i, s.node.as_str()));
         ring::pick(live, key).map(|i| &servers[i])
     }
@@ -176,7 +180,7 @@ impl MemcachedBackend {
         done: impl FnMut(Reply) -> Result<bool, BackendError>,
     ) -> Option<Result<(), BackendError>> {
         let policy = &self.inner.policy;
-        if server.health.admit(policy, Instant::now()) == Admission::Skip {
+        if server.health.admit(policy, Instant::now) == Admission::Skip {
             tracing::debug!(server = %server.node, "memcached server failing; call skipped");
             return None;
         }

@@ -95,10 +95,13 @@ pub(crate) enum Admission {
 
 impl Health {
     /// Whether the server is in the ring now (a dead server rejoins after `dead_timeout`).
-    pub(crate) fn in_ring(&self, policy: &FailurePolicy, now: Instant) -> bool {
+    ///
+    /// `now` is asked only when the server is in trouble: a healthy server's call reads no clock.
+    pub(crate) fn in_ring(&self, policy: &FailurePolicy, now: impl FnOnce() -> Instant) -> bool {
         if !self.troubled.load(Ordering::Acquire) {
             return true;
         }
+        let now = now();
         let mut state = self.state.lock();
         match *state {
             State::Dead { since } if now.duration_since(since) >= policy.dead_timeout => {
@@ -112,10 +115,11 @@ impl Health {
     }
 
     /// Whether to call the server now.
-    pub(crate) fn admit(&self, policy: &FailurePolicy, now: Instant) -> Admission {
+    pub(crate) fn admit(&self, policy: &FailurePolicy, now: impl FnOnce() -> Instant) -> Admission {
         if !self.troubled.load(Ordering::Acquire) {
             return Admission::Call;
         }
+        let now = now();
         let mut state = self.state.lock();
         match *state {
             State::Healthy => Admission::Call,
@@ -227,25 +231,25 @@ mod tests {
         };
         let health = Health::default();
         let t0 = Instant::now();
-        assert_eq!(health.admit(&policy, t0), Admission::Call);
+        assert_eq!(health.admit(&policy, || t0), Admission::Call);
         health.failed(&policy, t0);
         assert_eq!(
-            health.admit(&policy, t0 + Duration::from_millis(50)),
+            health.admit(&policy, || t0 + Duration::from_millis(50)),
             Admission::Skip
         );
         let t1 = t0 + Duration::from_millis(150);
-        assert_eq!(health.admit(&policy, t1), Admission::Call);
+        assert_eq!(health.admit(&policy, || t1), Admission::Call);
         health.failed(&policy, t1);
         let t2 = t1 + Duration::from_millis(150);
-        assert_eq!(health.admit(&policy, t2), Admission::Call);
+        assert_eq!(health.admit(&policy, || t2), Admission::Call);
         health.failed(&policy, t2);
         // Two retries failed: dead, out of the ring.
         let t3 = t2 + Duration::from_millis(150);
-        assert_eq!(health.admit(&policy, t3), Admission::Skip);
-        assert!(health.is_dead() && !health.in_ring(&policy, t3));
-        assert!(health.in_ring(&policy, t3 + Duration::from_secs(1)));
+        assert_eq!(health.admit(&policy, || t3), Admission::Skip);
+        assert!(health.is_dead() && !health.in_ring(&policy, || t3));
+        assert!(health.in_ring(&policy, || t3 + Duration::from_secs(1)));
         assert_eq!(
-            health.admit(&policy, t3 + Duration::from_secs(1)),
+            health.admit(&policy, || t3 + Duration::from_secs(1)),
             Admission::Call
         );
     }

@@ -218,7 +218,15 @@ where
                     return S::rebuild(value);
                 }
                 let how = Fill::Coalesce(Reread::Except(meta.fingerprint()));
-                let out = fill::<S, Out, Fut>(cache, key.clone(), &options, flags, how, body).await;
+                let out = Box::pin(fill::<S, Out, Fut>(
+                    cache,
+                    key.clone(),
+                    &options,
+                    flags,
+                    how,
+                    body,
+                ))
+                .await;
                 if S::stored(&out).is_some() {
                     crate::telemetry::call(options.call, "miss");
                     return out;
@@ -235,7 +243,11 @@ where
                 S::rebuild(value)
             }
             Lookup::Strict(out) => out,
-            Lookup::Miss(how) => fill::<S, Out, Fut>(cache, key, &options, flags, how, body).await,
+            // Boxed: the miss path's state (body, encode, write, single flight) is several kilobytes, and
+            // held inline it would make every hit's future that large, copied at each await that moves it.
+            Lookup::Miss(how) => {
+                Box::pin(fill::<S, Out, Fut>(cache, key, &options, flags, how, body)).await
+            }
         }
     })
     .await
@@ -482,7 +494,8 @@ where
 {
     if flags.invalidate_further {
         if flags.allows(Ops::DELETE) {
-            if let Err(error) = cache.delete_internal(key).await {
+            // Boxed, like the miss path: a rare branch must not grow every hit's future.
+            if let Err(error) = Box::pin(cache.delete_internal(key)).await {
                 telemetry::call(call, "error");
                 if let Ok(out) = S::on_backend_error(error) {
                     return Lookup::Strict(out);

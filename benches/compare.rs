@@ -6,6 +6,7 @@
 //! cargo bench --bench compare -- --quick --eviction  # only the hit-ratio table and bytes per entry
 //! cargo bench --bench compare -- --quick --remote memcached  # only the memcached (or redis) rows
 //! valgrind --tool=callgrind target/release/deps/compare-* --profile-memcached 6000 ours  # (or raw) instructions
+//! strace -f -c target/release/deps/compare-* --profile-memcached 100000 ours 64  # syscalls with 64 tasks
 //! ```
 //!
 //! Prints a human table, then one `RATIO <name> <value>` line per comparison (ours / peer for times, peer / ours
@@ -560,7 +561,27 @@ fn main() {
             return;
         };
         set_memcached_cache(&server);
-        let raw = RawMemcached::new(server.address());
+        let raw = Arc::new(RawMemcached::new(server.address()));
+        let tasks: u64 = args.get(i + 3).and_then(|n| n.parse().ok()).unwrap_or(1);
+        if tasks > 1 {
+            // `… N ours|raw TASKS`: N hits spread over TASKS tasks on the two-worker runtime of the throughput
+            // rows, for `strace -c` / `perf stat` (syscalls and CPU per hit under concurrency).
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            let mut sample = if raw_peer {
+                concurrent_throughput(&rt, tasks, move |id| {
+                    let r = raw.clone();
+                    async move { peer_memcached(&r, id).await }
+                })
+            } else {
+                concurrent_throughput(&rt, tasks, get_profile_memcached)
+            };
+            eprintln!("{:.0} calls/s", sample(n));
+            return;
+        }
         current_thread().block_on(async {
             for i in 0..n {
                 let id = black_box(i % KEYS);

@@ -543,6 +543,15 @@ async fn a_hung_server_times_calls_out_and_the_cache_fails_open() {
     }
 }
 
+/// A multi-thread runtime with one worker: the runtime a test moves the backend to.
+fn one_worker_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// A connection opened on a runtime that is kept but no longer driven (a start-up runtime left idle) and then
 /// used from another runtime: nothing drives the first runtime's timers or sockets, so the call must be timed
 /// by the runtime it runs on, and the next call opens a connection there.
@@ -562,11 +571,7 @@ fn a_call_from_another_runtime_times_out_even_if_the_first_is_idle() {
         .build()
         .unwrap();
     idle.block_on(cache.set("k", &1u8, None)).unwrap();
-    let second = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let second = one_worker_runtime();
     let started = Instant::now();
     let first = second.block_on(async {
         tokio::time::timeout(Duration::from_secs(5), cache.get::<u8>("k")).await
@@ -610,19 +615,11 @@ fn timeouts_still_fire_after_the_first_runtime_is_gone() {
         .dead_timeout(Duration::from_millis(300))
         .build();
     let cache = Cache::builder().backend(mc).build();
-    let first = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let first = one_worker_runtime();
     first.block_on(cache.set("k", &1u8, None)).unwrap();
     drop(first);
     std::thread::sleep(Duration::from_millis(300));
-    let second = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let second = one_worker_runtime();
     // Connections made on the first runtime fail on this one; the next call opens one here.
     second.block_on(async {
         let mut last = None;

@@ -24,15 +24,14 @@ use cache_core::BackendError;
 /// and arms no new timer.
 pub(crate) struct Connection {
     io: Io,
-    /// The command deadline of the exchange in progress. One timer per connection, moved forward call after
-    /// call: tokio extends a registered timer's deadline with one atomic write, where a new timer per call
-    /// costs a lock of the timer wheel to register and another to cancel (the largest per-call cost left at
-    /// 64 tasks). Created on the connection's first exchange, on the runtime that opened the socket, so the
-    /// timer and the socket are driven by the same runtime.
-    timer: Option<Pin<Box<Sleep>>>,
-    /// The runtime that opened the socket. A call from another runtime must not rely on this one's timer:
-    /// nothing may be driving it (a runtime kept but idle), and the call would then wait forever.
-    runtime: Option<tokio::runtime::Id>,
+    /// The command deadline of the exchange in progress, with the runtime whose timer wheel holds it. One
+    /// timer per connection, moved forward call after call: tokio extends a registered timer's deadline with
+    /// one atomic write, where a new timer per call costs a lock of the timer wheel to register and another to
+    /// cancel (the largest per-call cost left at 64 tasks). Created on the connection's first exchange, which
+    /// runs in the call that opened the socket, so the timer and the socket belong to the same runtime. A call
+    /// from another runtime must not rely on this timer: nothing may be driving its runtime (one kept but
+    /// idle), and the call would then wait forever.
+    timer: Option<(tokio::runtime::Id, Pin<Box<Sleep>>)>,
 }
 
 struct Io {
@@ -51,19 +50,20 @@ impl Connection {
         done: impl FnMut(Reply) -> Result<bool, BackendError>,
     ) -> Result<(), BackendError> {
         let here = tokio::runtime::Handle::try_current().ok().map(|h| h.id());
-        if here.is_none() || here != self.runtime {
-            return tokio::time::timeout_at(deadline, self.io.exchange(write, done))
-                .await
-                .map_err(|_| BackendError::Timeout(timeout))?;
-        }
-        let timer = match &mut self.timer {
-            Some(timer) => {
+        let timer = match (&mut self.timer, here) {
+            (Some((runtime, timer)), Some(here)) if *runtime == here => {
                 timer.as_mut().reset(deadline);
                 timer
             }
-            None => self
-                .timer
-                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+            (None, Some(here)) => {
+                let timer = Box::pin(tokio::time::sleep_until(deadline));
+                &mut self.timer.insert((here, timer)).1
+            }
+            _ => {
+                return tokio::time::timeout_at(deadline, self.io.exchange(write, done))
+                    .await
+                    .map_err(|_| BackendError::Timeout(timeout))?;
+            }
         };
         let exchange = self.io.exchange(write, done);
         tokio::pin!(exchange);
@@ -210,11 +210,7 @@ impl Pool {
                 let io = tokio::time::timeout_at(deadline, Io::open(&self.address))
                     .await
                     .map_err(|_| BackendError::Timeout(timeout))??;
-                Connection {
-                    io,
-                    timer: None,
-                    runtime: tokio::runtime::Handle::try_current().ok().map(|h| h.id()),
-                }
+                Connection { io, timer: None }
             }
         };
         Ok(Checkout {

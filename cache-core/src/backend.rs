@@ -430,6 +430,10 @@ pub trait Backend: AsAny + Send + Sync + 'static {
     }
 }
 
+/// The boxed future of a [`Backend`] method, as `async_trait` declares it.
+type Forwarded<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, BackendError>> + Send + 'a>>;
+
 /// A shared backend is a backend: layers can wrap an `Arc<dyn Backend>` (what `setup` builds) or a backend
 /// that is also used elsewhere.
 ///
@@ -441,95 +445,256 @@ pub trait Backend: AsAny + Send + Sync + 'static {
 /// let tenant_a = shared.clone().layered(KeyMangler::new().prefix("a:"));
 /// assert_eq!(tenant_a.name(), "memory");
 /// ```
-#[async_trait]
+///
+/// Each method hands back the inner backend's own boxed future rather than boxing a second future around it:
+/// `Cache` holds its backends as `Arc<dyn Backend>`, so with `async fn` forwarders every backend call would
+/// allocate twice and poll one level deeper.
 impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
-    async fn get(&self, key: &str) -> Result<Option<Bytes>, BackendError> {
-        (**self).get(key).await
+    fn get<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        key: &'life1 str,
+    ) -> Forwarded<'async_trait, Option<Bytes>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        (**self).get(key)
     }
-    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>, BackendError> {
-        (**self).get_many(keys).await
+    fn get_many<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
+        keys: &'life1 [&'life2 str],
+    ) -> Forwarded<'async_trait, Vec<Option<Bytes>>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: 'async_trait,
+    {
+        (**self).get_many(keys)
     }
-    async fn set(
-        &self,
-        key: &str,
+    fn set<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        key: &'life1 str,
         value: Bytes,
         ttl: Option<Duration>,
         mode: SetMode,
-    ) -> Result<bool, BackendError> {
-        (**self).set(key, value, ttl, mode).await
+    ) -> Forwarded<'async_trait, bool>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        (**self).set(key, value, ttl, mode)
     }
-    async fn set_many(
-        &self,
-        entries: &[(&str, Bytes)],
+    fn set_many<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
+        entries: &'life1 [(&'life2 str, Bytes)],
         ttl: Option<Duration>,
-    ) -> Result<(), BackendError> {
-        (**self).set_many(entries, ttl).await
+    ) -> Forwarded<'async_trait, ()>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: 'async_trait,
+    {
+        (**self).set_many(entries, ttl)
     }
-    async fn delete(&self, key: &str) -> Result<bool, BackendError> {
-        (**self).delete(key).await
+    fn delete<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        key: &'life1 str,
+    ) -> Forwarded<'async_trait, bool>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        (**self).delete(key)
     }
-    async fn delete_many(&self, keys: &[&str]) -> Result<u64, BackendError> {
-        (**self).delete_many(keys).await
+    fn delete_many<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
+        keys: &'life1 [&'life2 str],
+    ) -> Forwarded<'async_trait, u64>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: 'async_trait,
+    {
+        (**self).delete_many(keys)
     }
-    async fn delete_match(&self, pattern: &str) -> Result<u64, BackendError> {
-        (**self).delete_match(pattern).await
+    fn delete_match<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        pattern: &'life1 str,
+    ) -> Forwarded<'async_trait, u64>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        (**self).delete_match(pattern)
     }
-    async fn scan(&self, pattern: &str) -> Result<Vec<String>, BackendError> {
-        (**self).scan(pattern).await
+    fn scan<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        pattern: &'life1 str,
+    ) -> Forwarded<'async_trait, Vec<String>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        (**self).scan(pattern)
     }
-    async fn incr(&self, key: &str, by: i64, ttl: Option<Duration>) -> Result<i64, BackendError> {
-        (**self).incr(key, by, ttl).await
+    fn incr<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        key: &'life1 str,
+        by: i64,
+        ttl: Option<Duration>,
+    ) -> Forwarded<'async_trait, i64>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        (**self).incr(key, by, ttl)
     }
-    async fn expire(&self, key: &str, ttl: Duration) -> Result<bool, BackendError> {
-        (**self).expire(key, ttl).await
+    fn expire<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        key: &'life1 str,
+        ttl: Duration,
+    ) -> Forwarded<'async_trait, bool>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        (**self).expire(key, ttl)
     }
-    async fn ttl(&self, key: &str) -> Result<KeyTtl, BackendError> {
-        (**self).ttl(key).await
+    fn ttl<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        key: &'life1 str,
+    ) -> Forwarded<'async_trait, KeyTtl>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        (**self).ttl(key)
     }
-    async fn persist(&self, key: &str) -> Result<bool, BackendError> {
-        (**self).persist(key).await
+    fn persist<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        key: &'life1 str,
+    ) -> Forwarded<'async_trait, bool>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        (**self).persist(key)
     }
-    async fn gets(&self, key: &str) -> Result<Option<(Bytes, CasToken)>, BackendError> {
-        (**self).gets(key).await
+    fn gets<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        key: &'life1 str,
+    ) -> Forwarded<'async_trait, Option<(Bytes, CasToken)>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        (**self).gets(key)
     }
-    async fn cas(
-        &self,
-        key: &str,
+    fn cas<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        key: &'life1 str,
         value: Bytes,
         token: CasToken,
         ttl: Option<Duration>,
-    ) -> Result<CasOutcome, BackendError> {
-        (**self).cas(key, value, token, ttl).await
+    ) -> Forwarded<'async_trait, CasOutcome>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        (**self).cas(key, value, token, ttl)
     }
-    async fn unlock(&self, key: &str, token: &[u8]) -> Result<bool, BackendError> {
-        (**self).unlock(key, token).await
+    fn unlock<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
+        key: &'life1 str,
+        token: &'life2 [u8],
+    ) -> Forwarded<'async_trait, bool>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: 'async_trait,
+    {
+        (**self).unlock(key, token)
     }
-    async fn rate_limit(
-        &self,
-        key: &str,
+    fn rate_limit<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        key: &'life1 str,
         rule: crate::RateRule,
-    ) -> Result<crate::RateDecision, BackendError> {
-        (**self).rate_limit(key, rule).await
+    ) -> Forwarded<'async_trait, crate::RateDecision>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        (**self).rate_limit(key, rule)
     }
-    async fn ping(&self) -> Result<(), BackendError> {
-        (**self).ping().await
+    fn ping<'life0, 'async_trait>(&'life0 self) -> Forwarded<'async_trait, ()>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        (**self).ping()
     }
-    async fn clear(&self) -> Result<(), BackendError> {
-        (**self).clear().await
+    fn clear<'life0, 'async_trait>(&'life0 self) -> Forwarded<'async_trait, ()>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        (**self).clear()
     }
-    async fn set_add(
-        &self,
-        key: &str,
-        members: &[&str],
+    fn set_add<'life0, 'life1, 'life2, 'life3, 'async_trait>(
+        &'life0 self,
+        key: &'life1 str,
+        members: &'life2 [&'life3 str],
         ttl: Option<Duration>,
-    ) -> Result<(), BackendError> {
-        (**self).set_add(key, members, ttl).await
+    ) -> Forwarded<'async_trait, ()>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        'life3: 'async_trait,
+        Self: 'async_trait,
+    {
+        (**self).set_add(key, members, ttl)
     }
-    async fn set_members(&self, key: &str) -> Result<Vec<String>, BackendError> {
-        (**self).set_members(key).await
+    fn set_members<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        key: &'life1 str,
+    ) -> Forwarded<'async_trait, Vec<String>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        (**self).set_members(key)
     }
-    async fn set_remove(&self, key: &str, members: &[&str]) -> Result<u64, BackendError> {
-        (**self).set_remove(key, members).await
+    fn set_remove<'life0, 'life1, 'life2, 'life3, 'async_trait>(
+        &'life0 self,
+        key: &'life1 str,
+        members: &'life2 [&'life3 str],
+    ) -> Forwarded<'async_trait, u64>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        'life3: 'async_trait,
+        Self: 'async_trait,
+    {
+        (**self).set_remove(key, members)
     }
     fn name(&self) -> &'static str {
         (**self).name()

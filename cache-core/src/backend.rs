@@ -434,6 +434,24 @@ pub trait Backend: AsAny + Send + Sync + 'static {
 type Forwarded<'a, T> =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, BackendError>> + Send + 'a>>;
 
+/// Writes `Backend` methods of `Arc<B>` that return `(**self).method(..)`: the `async_trait` signature spelled
+/// out (every reference's lifetime named, as the trait declares it) so the inner future is returned as it is.
+macro_rules! forward_to_inner {
+    ($(fn $name:ident<$($lt:lifetime),*>($($arg:ident: $ty:ty),*) -> $out:ty;)*) => {$(
+        fn $name<'life0, $($lt,)* 'async_trait>(
+            &'life0 self,
+            $($arg: $ty),*
+        ) -> Forwarded<'async_trait, $out>
+        where
+            'life0: 'async_trait,
+            $($lt: 'async_trait,)*
+            Self: 'async_trait,
+        {
+            (**self).$name($($arg),*)
+        }
+    )*};
+}
+
 /// A shared backend is a backend: layers can wrap an `Arc<dyn Backend>` (what `setup` builds) or a backend
 /// that is also used elsewhere.
 ///
@@ -450,251 +468,28 @@ type Forwarded<'a, T> =
 /// `Cache` holds its backends as `Arc<dyn Backend>`, so with `async fn` forwarders every backend call would
 /// allocate twice and poll one level deeper.
 impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
-    fn get<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        key: &'life1 str,
-    ) -> Forwarded<'async_trait, Option<Bytes>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        (**self).get(key)
-    }
-    fn get_many<'life0, 'life1, 'life2, 'async_trait>(
-        &'life0 self,
-        keys: &'life1 [&'life2 str],
-    ) -> Forwarded<'async_trait, Vec<Option<Bytes>>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        'life2: 'async_trait,
-        Self: 'async_trait,
-    {
-        (**self).get_many(keys)
-    }
-    fn set<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        key: &'life1 str,
-        value: Bytes,
-        ttl: Option<Duration>,
-        mode: SetMode,
-    ) -> Forwarded<'async_trait, bool>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        (**self).set(key, value, ttl, mode)
-    }
-    fn set_many<'life0, 'life1, 'life2, 'async_trait>(
-        &'life0 self,
-        entries: &'life1 [(&'life2 str, Bytes)],
-        ttl: Option<Duration>,
-    ) -> Forwarded<'async_trait, ()>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        'life2: 'async_trait,
-        Self: 'async_trait,
-    {
-        (**self).set_many(entries, ttl)
-    }
-    fn delete<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        key: &'life1 str,
-    ) -> Forwarded<'async_trait, bool>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        (**self).delete(key)
-    }
-    fn delete_many<'life0, 'life1, 'life2, 'async_trait>(
-        &'life0 self,
-        keys: &'life1 [&'life2 str],
-    ) -> Forwarded<'async_trait, u64>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        'life2: 'async_trait,
-        Self: 'async_trait,
-    {
-        (**self).delete_many(keys)
-    }
-    fn delete_match<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        pattern: &'life1 str,
-    ) -> Forwarded<'async_trait, u64>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        (**self).delete_match(pattern)
-    }
-    fn scan<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        pattern: &'life1 str,
-    ) -> Forwarded<'async_trait, Vec<String>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        (**self).scan(pattern)
-    }
-    fn incr<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        key: &'life1 str,
-        by: i64,
-        ttl: Option<Duration>,
-    ) -> Forwarded<'async_trait, i64>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        (**self).incr(key, by, ttl)
-    }
-    fn expire<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        key: &'life1 str,
-        ttl: Duration,
-    ) -> Forwarded<'async_trait, bool>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        (**self).expire(key, ttl)
-    }
-    fn ttl<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        key: &'life1 str,
-    ) -> Forwarded<'async_trait, KeyTtl>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        (**self).ttl(key)
-    }
-    fn persist<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        key: &'life1 str,
-    ) -> Forwarded<'async_trait, bool>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        (**self).persist(key)
-    }
-    fn gets<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        key: &'life1 str,
-    ) -> Forwarded<'async_trait, Option<(Bytes, CasToken)>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        (**self).gets(key)
-    }
-    fn cas<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        key: &'life1 str,
-        value: Bytes,
-        token: CasToken,
-        ttl: Option<Duration>,
-    ) -> Forwarded<'async_trait, CasOutcome>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        (**self).cas(key, value, token, ttl)
-    }
-    fn unlock<'life0, 'life1, 'life2, 'async_trait>(
-        &'life0 self,
-        key: &'life1 str,
-        token: &'life2 [u8],
-    ) -> Forwarded<'async_trait, bool>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        'life2: 'async_trait,
-        Self: 'async_trait,
-    {
-        (**self).unlock(key, token)
-    }
-    fn rate_limit<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        key: &'life1 str,
-        rule: crate::RateRule,
-    ) -> Forwarded<'async_trait, crate::RateDecision>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        (**self).rate_limit(key, rule)
-    }
-    fn ping<'life0, 'async_trait>(&'life0 self) -> Forwarded<'async_trait, ()>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
-        (**self).ping()
-    }
-    fn clear<'life0, 'async_trait>(&'life0 self) -> Forwarded<'async_trait, ()>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
-        (**self).clear()
-    }
-    fn set_add<'life0, 'life1, 'life2, 'life3, 'async_trait>(
-        &'life0 self,
-        key: &'life1 str,
-        members: &'life2 [&'life3 str],
-        ttl: Option<Duration>,
-    ) -> Forwarded<'async_trait, ()>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        'life2: 'async_trait,
-        'life3: 'async_trait,
-        Self: 'async_trait,
-    {
-        (**self).set_add(key, members, ttl)
-    }
-    fn set_members<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        key: &'life1 str,
-    ) -> Forwarded<'async_trait, Vec<String>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        (**self).set_members(key)
-    }
-    fn set_remove<'life0, 'life1, 'life2, 'life3, 'async_trait>(
-        &'life0 self,
-        key: &'life1 str,
-        members: &'life2 [&'life3 str],
-    ) -> Forwarded<'async_trait, u64>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        'life2: 'async_trait,
-        'life3: 'async_trait,
-        Self: 'async_trait,
-    {
-        (**self).set_remove(key, members)
+    forward_to_inner! {
+        fn get<'life1>(key: &'life1 str) -> Option<Bytes>;
+        fn get_many<'life1, 'life2>(keys: &'life1 [&'life2 str]) -> Vec<Option<Bytes>>;
+        fn set<'life1>(key: &'life1 str, value: Bytes, ttl: Option<Duration>, mode: SetMode) -> bool;
+        fn set_many<'life1, 'life2>(entries: &'life1 [(&'life2 str, Bytes)], ttl: Option<Duration>) -> ();
+        fn delete<'life1>(key: &'life1 str) -> bool;
+        fn delete_many<'life1, 'life2>(keys: &'life1 [&'life2 str]) -> u64;
+        fn delete_match<'life1>(pattern: &'life1 str) -> u64;
+        fn scan<'life1>(pattern: &'life1 str) -> Vec<String>;
+        fn incr<'life1>(key: &'life1 str, by: i64, ttl: Option<Duration>) -> i64;
+        fn expire<'life1>(key: &'life1 str, ttl: Duration) -> bool;
+        fn ttl<'life1>(key: &'life1 str) -> KeyTtl;
+        fn persist<'life1>(key: &'life1 str) -> bool;
+        fn gets<'life1>(key: &'life1 str) -> Option<(Bytes, CasToken)>;
+        fn cas<'life1>(key: &'life1 str, value: Bytes, token: CasToken, ttl: Option<Duration>) -> CasOutcome;
+        fn unlock<'life1, 'life2>(key: &'life1 str, token: &'life2 [u8]) -> bool;
+        fn rate_limit<'life1>(key: &'life1 str, rule: crate::RateRule) -> crate::RateDecision;
+        fn ping<>() -> ();
+        fn clear<>() -> ();
+        fn set_add<'life1, 'life2, 'life3>(key: &'life1 str, members: &'life2 [&'life3 str], ttl: Option<Duration>) -> ();
+        fn set_members<'life1>(key: &'life1 str) -> Vec<String>;
+        fn set_remove<'life1, 'life2, 'life3>(key: &'life1 str, members: &'life2 [&'life3 str]) -> u64;
     }
     fn name(&self) -> &'static str {
         (**self).name()

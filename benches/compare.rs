@@ -10,7 +10,8 @@
 //! ```
 //!
 //! Prints a human table, then one `RATIO <name> <value>` line per comparison (ours / peer for times, peer / ours
-//! for throughputs: lower is better for us either way), `SCALING hit_memory_2_threads <x>` and
+//! for throughputs: lower is better for us either way), `SCALING hit_memory_2_threads <x>` (and
+//! `cache_get_memory_2_threads` for `Cache::get`),
 //! `STAMPEDE body_runs <n>`, and `HIT_RATIO <trace> ours <%> lru <%> best_peer <%> gap <points>` per eviction
 //! scenario (see `eviction.rs`). The Redis rows run against a redis-server the bench starts itself on a free loopback
 //! port; without the binary they print a loud SKIP line.
@@ -130,6 +131,17 @@ fn profile_key(name: &str, id: u64) -> String {
 async fn get_profile(id: u64) -> Profile {
     BODY_RUNS.fetch_add(1, Ordering::Relaxed);
     make_profile(id)
+}
+
+/// `Cache::get` of the value `get_profile` stored for `id` (warm), with the key rendered the same way.
+async fn cache_get_profile(id: u64) -> Profile {
+    let key = profile_key(":get_profile", id);
+    MEMORY
+        .get::<Profile>(&key)
+        .await
+        .ok()
+        .flatten()
+        .expect("warm key")
 }
 
 /// Ours on Redis: the same function with another cache.
@@ -535,16 +547,22 @@ fn ops(v: f64) -> String {
 
 fn main() {
     let plan = Plan::from_args();
-    // `--profile-hit N`: only our in-memory hit loop, N calls, for callgrind/perf (no peers, no Redis).
+    // `--profile-hit N [quick]`: only our in-memory hit loop (or quick_cache's), N calls, for callgrind/perf.
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--profile-hit") {
         let n = args
             .get(i + 1)
             .and_then(|n| n.parse().ok())
             .unwrap_or(1_000_000u64);
+        // `--profile-hit N quick`: quick_cache's get + clone on the same keys instead, for the same count.
+        let quick = args.get(i + 2).is_some_and(|w| w == "quick");
         current_thread().block_on(async {
             for i in 0..n {
-                black_box(get_profile(black_box(i % KEYS)).await);
+                if quick {
+                    black_box(peer_quick_cache(black_box(i % KEYS)).await);
+                } else {
+                    black_box(get_profile(black_box(i % KEYS)).await);
+                }
             }
         });
         return;
@@ -676,6 +694,22 @@ fn main() {
         report
             .lines
             .push(format!("SCALING hit_memory_2_threads {:.2}", two / one));
+        // `Cache::get::<T>` on the same cache and keys (the keys `get_profile` stored), without the cached fn.
+        let (one, two) = scaling(&mut [
+            hit_throughput(1, cache_get_profile),
+            hit_throughput(2, cache_get_profile),
+        ]);
+        report.row("hit, memory, 1 thread", "ours (Cache::get)", ops(one));
+        report.row("hit, memory, 2 threads", "ours (Cache::get)", ops(two));
+        report.row(
+            "hit, memory, 2-thread scaling",
+            "ours (Cache::get)",
+            format!("{:.2}x", two / one),
+        );
+        report.lines.push(format!(
+            "SCALING cache_get_memory_2_threads {:.2}",
+            two / one
+        ));
         let (one, two) = scaling(&mut [
             hit_throughput(1, share_nothing),
             hit_throughput(2, share_nothing),

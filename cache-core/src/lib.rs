@@ -74,6 +74,7 @@ pub use memory::{MemoryBackend, MemoryBackendBuilder};
 pub use metrics::MetricsSnapshot;
 pub use namespace::DEFAULT_NAMESPACE_REFRESH;
 pub use null::NullBackend;
+pub use shape::Storable;
 pub use strategy::FactoryTimedOut;
 pub use toolkit::{
     check_rate_by_cas, CircuitOpen, LockGuard, LockRequest, Locked, RateAlgorithm, RateDecision,

@@ -9,7 +9,7 @@ pub use std::time::Duration;
 pub use crate::cache::{global, Cache};
 pub use crate::error::CacheError;
 pub use crate::key::{KeyArg, KeyBuilder, KeyFormat};
-pub use crate::shape::{OkOnly, Plain, Shape, StrictOk};
+pub use crate::shape::{OkOnly, Plain, Shape, Storable, StrictOk};
 pub use crate::strategy::{
     cached, cached_with, early, early_foreground, failover, hits, invalidate, invalidate_matching,
     invalidate_soft, locked, peek, refresh, refresh_with, soft, store, store_with, timed,
@@ -82,13 +82,21 @@ where
 /// Names the error type of a `Result` output, so a failover predicate written as a closure (`on = |e| ...`)
 /// gets a concrete argument type even when the return type is an alias such as `io::Result<T>`.
 pub trait ResultTypes {
+    /// The `T` of `Result<T, E>`.
+    type Ok;
     /// The `E` of `Result<T, E>`.
     type Err;
 }
 
 impl<T, E> ResultTypes for Result<T, E> {
+    type Ok = T;
     type Err = E;
 }
+
+/// Checks the stored type on its own, before a strategy's `Shape` bound does: rustc then reports a missing bound
+/// with [`Storable`]'s message (naming the derives) instead of serde's, and drops the strategy's duplicate.
+#[inline(always)]
+pub fn assert_storable<T: Storable>() {}
 
 /// Deletes every entry stored under any of `tags` (`#[invalidates(tag = "...")]`). Honours a disabled `DELETE`
 /// in the current scope. Fails open: a backend failure is logged and counted by the cache, and reads as 0.

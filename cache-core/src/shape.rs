@@ -47,6 +47,27 @@ pub struct OkOnly;
 pub struct StrictOk;
 
 /// What a stored value must be; see [`Shape::Stored`].
+///
+/// Implemented for every type with these bounds; a type without one of them gets this trait's message, at the
+/// return type of the `#[cached]` fn that stores it.
+///
+/// ```
+/// use cache_core::shape::Storable;
+///
+/// #[derive(Clone, serde::Serialize, serde::Deserialize)]
+/// struct Account {
+///     id: u64,
+/// }
+///
+/// fn stores<T: Storable>() {}
+/// stores::<Account>();
+/// stores::<Option<Vec<String>>>();
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be cached: a stored value must be `Serialize + DeserializeOwned + Clone + Send + Sync + 'static`",
+    label = "stored in the cache",
+    note = "add `#[derive(Clone, serde::Serialize, serde::Deserialize)]` to the type, or bound a generic type with `cachette::Storable`"
+)]
 pub trait Storable: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
 impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Storable for T {}
 

@@ -90,6 +90,8 @@ struct Ctx<'a> {
     /// `namespace = "..."`, rendered like the key.
     namespace: Option<Template>,
     shape: TokenStream,
+    /// Whether the shape stores the `Ok` of a `Result` output (`OkOnly`, `StrictOk`) rather than the whole output.
+    stores_ok: bool,
     out: Type,
     /// A non-async `fn`: `NAME` and the companions block on the async strategy through `__private::sync_runner`.
     sync: bool,
@@ -360,6 +362,7 @@ pub(crate) fn expand(mut options: CachedOptions, item: FnItem) -> syn::Result<To
         tags,
         namespace,
         shape,
+        stores_ok: shape_name != "Plain",
         sync,
     };
     Ok(if options.companions.any() {
@@ -731,6 +734,20 @@ impl Ctx<'_> {
         quote_spanned!(self.out_span()=> <#shape as #krate_out::__private::Shape<#out>>::Stored)
     }
 
+    /// `assert_storable::<Stored>()` at the return type, named without the `Shape` projection so that rustc reports a
+    /// missing derive with `Storable`'s message; the strategy's own `Shape` bound then fails at the same span with
+    /// the same unmet bound, and rustc drops that duplicate.
+    fn storable_check(&self) -> TokenStream {
+        let out = &self.out;
+        let krate_out = &self.krate_out;
+        let stored = if self.stores_ok {
+            quote_spanned!(self.out_span()=> <#out as #krate_out::__private::ResultTypes>::Ok)
+        } else {
+            quote!(#out)
+        };
+        quote_spanned!(self.out_span()=> #krate_out::__private::assert_storable::<#stored>();)
+    }
+
     /// The body of `NAME` (`refresh = false`) or `NAME_refresh`: the strategy call around `body`.
     fn strategy_body(
         &self,
@@ -792,7 +809,9 @@ impl Ctx<'_> {
             None => (TokenStream::new(), ttl_value),
         };
         let namespace_binding = self.namespace_statement(&cache, destructure);
+        let storable_check = self.storable_check();
         let mut statements = quote! {
+            #storable_check
             #region_binding
             #cache_binding
             #namespace_binding

@@ -95,10 +95,11 @@ fn run<O>(
 /// `extern` functions, and not on functions returning `impl Trait`.
 ///
 /// What is stored — the return value, or for a `Result` its `Ok` type (and its `Err` type too with `cache_err`) —
-/// must be `Serialize + DeserializeOwned + Clone + Send + Sync + 'static` (`cachette::shape::Storable`): usually
+/// must be `Serialize + DeserializeOwned + Clone + Send + Sync + 'static` (`cachette::Storable`): usually
 /// `#[derive(Clone, Serialize, Deserialize)]`. `Clone` because the memory backend hands out clones of a decoded
 /// copy instead of decoding on every hit. The returned future must be `Send`, and every argument that is part of
-/// the key must implement `cachette::KeyArg`. A missing derive is one error at the return type naming it.
+/// the key must implement `cachette::KeyArg`. A missing derive is one error at the return type,
+/// with `Storable`'s message naming the derives.
 ///
 /// # Options
 ///

@@ -387,10 +387,10 @@ impl ClientSideBackend {
 #[async_trait]
 impl Backend for ClientSideBackend {
     async fn get(&self, key: &str) -> Result<Option<Bytes>, BackendError> {
-        if self.inner.armed.load(SeqCst) {
-            if let Some(value) = self.inner.local.get_sync(key) {
-                return Ok(Some(value));
-            }
+        if self.inner.armed.load(SeqCst)
+            && let Some(value) = self.inner.local.get_sync(key)
+        {
+            return Ok(Some(value));
         }
         self.fetch(key).await
     }

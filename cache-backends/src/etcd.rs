@@ -133,10 +133,10 @@ impl EtcdBackend {
         let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
         let secs = secs.max(1);
         let slack = (secs / 10).max(1);
-        if let Some((id, granted)) = self.leases.lock().get(&secs) {
-            if granted.elapsed() < Duration::from_secs(slack) {
-                return Ok(id.clone());
-            }
+        if let Some((id, granted)) = self.leases.lock().get(&secs)
+            && granted.elapsed() < Duration::from_secs(slack)
+        {
+            return Ok(id.clone());
         }
         let granted = self
             .call(

@@ -273,10 +273,10 @@ impl Shared {
     }
 
     async fn publish(&self, message: BackplaneMessage) {
-        if let Some(backplane) = &self.backplane {
-            if let Err(error) = backplane.publish(message).await {
-                tracing::warn!(%error, "backplane publish failed; other processes keep their copies until l1_ttl");
-            }
+        if let Some(backplane) = &self.backplane
+            && let Err(error) = backplane.publish(message).await
+        {
+            tracing::warn!(%error, "backplane publish failed; other processes keep their copies until l1_ttl");
         }
     }
 

@@ -442,11 +442,11 @@ impl Cache {
         if let Some(pending) = self.transaction_read(key) {
             return Ok(pending);
         }
-        if let Some(local) = backend.local_copies() {
-            if let Ok(Some(bytes)) = local.get_now(key) {
-                consume_budget().await;
-                return Ok(Some(bytes));
-            }
+        if let Some(local) = backend.local_copies()
+            && let Ok(Some(bytes)) = local.get_now(key)
+        {
+            consume_budget().await;
+            return Ok(Some(bytes));
         }
         let read = match embedded_memory(backend) {
             Some(memory) => {
@@ -590,12 +590,11 @@ impl Cache {
         ttl: Option<Duration>,
         mode: SetMode,
     ) -> Result<bool, CacheError> {
-        if transaction::any_running() {
-            if let Some(written) =
+        if transaction::any_running()
+            && let Some(written) =
                 transaction::buffer_set(self, key, bytes.clone(), ttl, mode).await
-            {
-                return Ok(written);
-            }
+        {
+            return Ok(written);
         }
         self.write_direct(key, bytes, ttl, mode).await
     }
@@ -655,10 +654,10 @@ impl Cache {
     /// Deletes one key, outside any scope: for strategies, which apply the scope themselves. Inside a
     /// transaction, buffered.
     pub(crate) async fn delete_internal(&self, key: &str) -> Result<bool, CacheError> {
-        if transaction::any_running() {
-            if let Some(existed) = transaction::buffer_delete(self, key).await {
-                return Ok(existed);
-            }
+        if transaction::any_running()
+            && let Some(existed) = transaction::buffer_delete(self, key).await
+        {
+            return Ok(existed);
         }
         self.delete_direct(key).await
     }

@@ -218,7 +218,7 @@ pub(crate) fn leading<F: Future>(
     table: usize,
     key: &str,
     fut: F,
-) -> impl Future<Output = F::Output> {
+) -> impl Future<Output = F::Output> + use<F> {
     SCOPE.scope(child(|s| s.leading.push((table, key.to_owned()))), fut)
 }
 
@@ -427,7 +427,7 @@ pub fn current() -> Context {
 
 impl Context {
     /// Runs `fut` inside this captured scope.
-    pub fn scope<F: Future>(&self, fut: F) -> impl Future<Output = F::Output> {
+    pub fn scope<F: Future>(&self, fut: F) -> impl Future<Output = F::Output> + use<F> {
         SCOPE.scope(self.scope.clone(), fut)
     }
 }

@@ -976,10 +976,10 @@ impl Backend for MemoryBackend {
             Some(Value::Bytes(_)) => return Err(wrong_type(key, "not a set")),
         };
         // Members shrank: recompute the charge by re-inserting, and drop an empty set like Redis does.
-        if let Some(entry) = shard.remove(key) {
-            if matches!(&entry.value, Value::Set(s) if !s.is_empty()) {
-                shard.insert(key, entry.value, entry.expires_at, now);
-            }
+        if let Some(entry) = shard.remove(key)
+            && matches!(&entry.value, Value::Set(s) if !s.is_empty())
+        {
+            shard.insert(key, entry.value, entry.expires_at, now);
         }
         Ok(removed as u64)
     }

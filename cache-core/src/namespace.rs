@@ -50,10 +50,10 @@ impl NamespaceVersion {
 
     /// The key prefix of the current version: reused for `refresh`, then read from the backend again.
     async fn prefix(&self) -> Result<Arc<str>, BackendError> {
-        if let Some((prefix, read_at)) = &*self.current.lock() {
-            if read_at.elapsed() < self.refresh {
-                return Ok(prefix.clone());
-            }
+        if let Some((prefix, read_at)) = &*self.current.lock()
+            && read_at.elapsed() < self.refresh
+        {
+            return Ok(prefix.clone());
         }
         let version = self.read_or_start().await?;
         Ok(self.remember(version))

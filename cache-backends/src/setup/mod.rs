@@ -1058,10 +1058,14 @@ mod tests {
 
     #[tokio::test]
     async fn layer_options_build_a_compressing_signing_hashing_cache() {
-        std::env::set_var(
-            "CACHE_SETUP_TEST_SECRET",
-            "0123456789abcdef0123456789abcdef",
-        );
+        // SAFETY: set_var races only with environment reads that bypass std's lock (C code calling getenv). This
+        // crate's unit tests run none: they connect to IP literals (no resolver), and std serializes the rest.
+        unsafe {
+            std::env::set_var(
+                "CACHE_SETUP_TEST_SECRET",
+                "0123456789abcdef0123456789abcdef",
+            )
+        };
         let cache = Setup::new(
             "mem://?compress=lz4&compress_min=64&secret=env:CACHE_SETUP_TEST_SECRET&hash_keys_over=100",
         )

@@ -311,12 +311,12 @@ where
     let request_headers = key.as_ref().map(|_| parts.headers.clone());
     let request = Request::from_parts(parts, body);
 
-    if let (Some(key), Some(condition), Some(headers)) = (&key, &condition, &request_headers) {
-        if flags.allows(Ops::GET) && !flags.invalidate_further {
-            if let Some(etag) = remembered(&cache, key, condition, headers, flags.max_age).await {
-                return Ok(not_modified(HeaderMap::new(), etag));
-            }
-        }
+    if let (Some(key), Some(condition), Some(headers)) = (&key, &condition, &request_headers)
+        && flags.allows(Ops::GET)
+        && !flags.invalidate_further
+        && let Some(etag) = remembered(&cache, key, condition, headers, flags.max_age).await
+    {
+        return Ok(not_modified(HeaderMap::new(), etag));
     }
 
     let (result, detected) = context::detect(inner.call(request)).await;
@@ -339,10 +339,10 @@ where
     let Some(etag) = etag else {
         return Ok(Response::from_parts(head, body));
     };
-    if let (Some(key), Some(headers)) = (&key, &request_headers) {
-        if flags.allows(Ops::SET) {
-            remember(&cache, key, &etag, &detected, headers, &head.headers).await;
-        }
+    if let (Some(key), Some(headers)) = (&key, &request_headers)
+        && flags.allows(Ops::SET)
+    {
+        remember(&cache, key, &etag, &detected, headers, &head.headers).await;
     }
     if condition.is_some_and(|c| c.matches(etag.as_bytes())) {
         return Ok(not_modified(head.headers, etag));
@@ -504,12 +504,12 @@ impl IfNoneMatch {
                     continue;
                 }
                 let tag = rest.strip_prefix(b"W/").unwrap_or(rest);
-                if let Some(after) = tag.strip_prefix(b"\"") {
-                    if let Some(end) = after.iter().position(|b| *b == b'"') {
-                        parsed.tags.push(after[..end].to_vec());
-                        rest = &after[end + 1..];
-                        continue;
-                    }
+                if let Some(after) = tag.strip_prefix(b"\"")
+                    && let Some(end) = after.iter().position(|b| *b == b'"')
+                {
+                    parsed.tags.push(after[..end].to_vec());
+                    rest = &after[end + 1..];
+                    continue;
                 }
                 // Not a tag: skip to the next list item.
                 match rest.iter().position(|b| *b == b',') {

@@ -84,20 +84,20 @@ where
         let call = options.call;
         match lookup::<S, Out>(cache, &key, flags, options.call).await {
             Lookup::Hit(meta, value) => {
-                if meta.needs_refresh() && flags.allows(Ops::SET) {
-                    if let Some(held) =
+                if meta.needs_refresh()
+                    && flags.allows(Ops::SET)
+                    && let Some(held) =
                         win_refresh::<S, Out>(cache, &key, options.ttl, early_ttl).await
-                    {
-                        // A refresh that panics drops `held` with its task, which releases the lock too.
-                        spawn_refresh::<S, Out, Fut, _, _>(
-                            cache,
-                            key.clone(),
-                            options,
-                            EARLY,
-                            body,
-                            |_, _, _| held.release(),
-                        );
-                    }
+                {
+                    // A refresh that panics drops `held` with its task, which releases the lock too.
+                    spawn_refresh::<S, Out, Fut, _, _>(
+                        cache,
+                        key.clone(),
+                        options,
+                        EARLY,
+                        body,
+                        |_, _, _| held.release(),
+                    );
                 }
                 served(cache, &key, EARLY, &meta, false, flags, call);
                 S::rebuild(value)
@@ -145,29 +145,26 @@ where
         let flags = context::flags();
         match lookup::<S, Out>(cache, &key, flags, options.call).await {
             Lookup::Hit(meta, value) => {
-                if meta.needs_refresh() && flags.allows(Ops::SET) {
-                    if let Some(held) =
+                if meta.needs_refresh()
+                    && flags.allows(Ops::SET)
+                    && let Some(held) =
                         win_refresh::<S, Out>(cache, &key, options.ttl, early_ttl).await
-                    {
-                        // The winner computes in the foreground: its call counts as a miss.
-                        crate::telemetry::call(options.call, "miss");
-                        let started = std::time::Instant::now();
-                        let out = body.await;
-                        let took = started.elapsed();
-                        crate::telemetry::body_duration(options.call, took);
-                        let bytes = encode_output::<S, Out>(cache, &key, &options, &out, took);
-                        let stored = persist::<S, Out>(cache, &key, &options, flags, bytes).await;
-                        held.release().await;
-                        match stored {
-                            Stored::Strict(strict) => return strict,
-                            Stored::Bytes(Some(_)) => return out,
-                            Stored::Bytes(None) if S::stored(&out).is_some() => return out,
-                            Stored::Bytes(None) => {
-                                tracing::warn!(
-                                    key,
-                                    "early refresh failed; serving the stored value"
-                                );
-                            }
+                {
+                    // The winner computes in the foreground: its call counts as a miss.
+                    crate::telemetry::call(options.call, "miss");
+                    let started = std::time::Instant::now();
+                    let out = body.await;
+                    let took = started.elapsed();
+                    crate::telemetry::body_duration(options.call, took);
+                    let bytes = encode_output::<S, Out>(cache, &key, &options, &out, took);
+                    let stored = persist::<S, Out>(cache, &key, &options, flags, bytes).await;
+                    held.release().await;
+                    match stored {
+                        Stored::Strict(strict) => return strict,
+                        Stored::Bytes(Some(_)) => return out,
+                        Stored::Bytes(None) if S::stored(&out).is_some() => return out,
+                        Stored::Bytes(None) => {
+                            tracing::warn!(key, "early refresh failed; serving the stored value");
                         }
                     }
                 }

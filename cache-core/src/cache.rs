@@ -289,7 +289,7 @@ impl CacheBuilder {
 /// A memory read never waits, so a loop of hits would never return to the scheduler and could starve timers
 /// and other tasks on its worker. Like Tokio's own primitives, each read takes a unit of the task's cooperative
 /// budget and yields once it is used up (outside a Tokio runtime this does nothing).
-async fn consume_budget() {
+pub(crate) async fn consume_budget() {
     tokio::task::coop::consume_budget().await;
 }
 
@@ -497,6 +497,31 @@ impl Cache {
             return self.read_bytes_from(backend, key).await;
         };
         consume_budget().await;
+        self.read_memory_typed(memory, key)
+    }
+
+    /// The embedded memory backend that serves `key` when a read of it needs no future at all: no transaction
+    /// holds a pending write of it, and its route leads to the embedded memory backend. The strategies' hit path
+    /// then takes the cooperative budget ([`consume_budget`]) and calls [`Cache::read_memory_typed`] itself,
+    /// instead of building [`Cache::read_typed`]'s future.
+    #[inline]
+    pub(crate) fn memory_for_read(&self, key: &str) -> Option<&MemoryBackend> {
+        if self.transaction_read(key).is_some() {
+            return None;
+        }
+        embedded_memory(self.backend_for(key))
+    }
+
+    /// [`Cache::read_typed`] on the embedded memory backend `memory`, which never waits.
+    #[inline]
+    pub(crate) fn read_memory_typed<T>(
+        &self,
+        memory: &MemoryBackend,
+        key: &str,
+    ) -> Result<Option<(EnvelopeMeta, T)>, CacheError>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    {
         let read = memory.get_typed::<(EnvelopeMeta, T), _>(key, self.inner.form.id, |bytes| {
             // Undecodable bytes are counted and logged here, and read as a miss.
             let entry = self.decode_or_miss::<T>(key, bytes)?;

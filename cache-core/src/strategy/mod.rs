@@ -195,8 +195,26 @@ where
 /// assert_eq!(strategy::delete_tags(&cache, &["t"]).await.unwrap(), 1);
 /// # }
 /// ```
-pub async fn cached_with<S, Out, Fut>(
+pub fn cached_with<S, Out, Fut>(
     _shape: S,
+    cache: &Cache,
+    key: String,
+    options: Options<Out>,
+    body: Fut,
+) -> impl Future<Output = Out>
+where
+    S: Shape<Out>,
+    Fut: Future<Output = Out>,
+{
+    // A plain fn returning the call's future, not an `async fn` awaiting it: one state machine less, and one copy
+    // of it less, on every call.
+    cached_call::<S, Out, Fut, false>(cache, key, options, body)
+}
+
+/// [`cached_with`]: a usable hit is served here; anything else goes to [`cached_rest`]. With a debug-level
+/// subscriber listening, the call re-runs itself (`SPANNED`) boxed inside its span; without one the hit path has
+/// no `Instrumented` around it.
+async fn cached_call<S, Out, Fut, const SPANNED: bool>(
     cache: &Cache,
     key: String,
     options: Options<Out>,
@@ -206,51 +224,68 @@ where
     S: Shape<Out>,
     Fut: Future<Output = Out>,
 {
-    let span = crate::telemetry::call_span(options.call, &key);
-    crate::telemetry::in_span(span, async move {
-        let flags = context::flags();
-        match lookup::<S, Out>(cache, &key, flags, options.call).await {
-            Lookup::Hit(meta, value) if meta.needs_refresh() => {
-                // Marked stale (`Cache::mark_stale`, dogpile's soft invalidation): the first caller recomputes,
-                // callers arriving meanwhile get the stale value instead of waiting.
-                if cache.inner.flights.is_running(&key) {
-                    served(cache, &key, STALE, &meta, true, flags, options.call);
-                    return S::rebuild(value);
-                }
-                let how = Fill::Coalesce(Reread::Except(meta.fingerprint()));
-                let out = Box::pin(fill::<S, Out, Fut>(
-                    cache,
-                    key.clone(),
-                    &options,
-                    flags,
-                    how,
-                    body,
-                ))
-                .await;
-                if S::stored(&out).is_some() {
-                    crate::telemetry::call(options.call, "miss");
-                    return out;
-                }
-                tracing::info!(
-                    key,
-                    "recomputation of a stale value failed; serving the stale value"
-                );
-                served(cache, &key, STALE, &meta, true, flags, options.call);
-                S::rebuild(value)
-            }
-            Lookup::Hit(meta, value) => {
-                served(cache, &key, CACHED, &meta, false, flags, options.call);
-                S::rebuild(value)
-            }
-            Lookup::Strict(out) => out,
-            // Boxed: the miss path's state (body, encode, write, single flight) is several kilobytes, and
-            // held inline it would make every hit's future that large, copied at each await that moves it.
-            Lookup::Miss(how) => {
-                Box::pin(fill::<S, Out, Fut>(cache, key, &options, flags, how, body)).await
-            }
+    if !SPANNED && let Some(span) = crate::telemetry::call_span(options.call, &key) {
+        let call = cached_call::<S, Out, Fut, true>(cache, key, options, body);
+        return Box::pin(tracing::Instrument::instrument(call, span)).await;
+    }
+    let flags = context::flags();
+    match lookup::<S, Out>(cache, &key, flags, options.call).await {
+        Lookup::Hit(meta, value) if !meta.needs_refresh() => {
+            served(cache, &key, CACHED, &meta, false, flags, options.call);
+            S::rebuild(value)
         }
-    })
-    .await
+        // Boxed: the miss path's state (body, encode, write, single flight) is several kilobytes, and held inline
+        // it would make every hit's future that large, copied at each await that moves it.
+        found => {
+            Box::pin(cached_rest::<S, Out, Fut>(
+                cache, key, options, flags, found, body,
+            ))
+            .await
+        }
+    }
+}
+
+/// [`cached_with`] after a lookup that found no usable hit: a stale value, a strict shape's error, or a miss.
+async fn cached_rest<S, Out, Fut>(
+    cache: &Cache,
+    key: String,
+    options: Options<Out>,
+    flags: context::Flags,
+    found: Lookup<S::Stored, Out>,
+    body: Fut,
+) -> Out
+where
+    S: Shape<Out>,
+    Fut: Future<Output = Out>,
+{
+    match found {
+        Lookup::Hit(meta, value) if meta.needs_refresh() => {
+            // Marked stale (`Cache::mark_stale`, dogpile's soft invalidation): the first caller recomputes,
+            // callers arriving meanwhile get the stale value instead of waiting.
+            if cache.inner.flights.is_running(&key) {
+                served(cache, &key, STALE, &meta, true, flags, options.call);
+                return S::rebuild(value);
+            }
+            let how = Fill::Coalesce(Reread::Except(meta.fingerprint()));
+            let out = fill::<S, Out, Fut>(cache, key.clone(), &options, flags, how, body).await;
+            if S::stored(&out).is_some() {
+                crate::telemetry::call(options.call, "miss");
+                return out;
+            }
+            tracing::info!(
+                key,
+                "recomputation of a stale value failed; serving the stale value"
+            );
+            served(cache, &key, STALE, &meta, true, flags, options.call);
+            S::rebuild(value)
+        }
+        Lookup::Hit(meta, value) => {
+            served(cache, &key, CACHED, &meta, false, flags, options.call);
+            S::rebuild(value)
+        }
+        Lookup::Strict(out) => out,
+        Lookup::Miss(how) => fill::<S, Out, Fut>(cache, key, &options, flags, how, body).await,
+    }
 }
 
 /// Joins the in-process single flight of `key`: the leader runs `lead(body)`, which returns the output and the
@@ -510,8 +545,20 @@ where
         telemetry::call(call, "miss");
         return Lookup::Miss(Fill::Alone);
     }
-    let epoch = cache.inner.flights.ended();
-    let reread = match cache.read_typed::<S::Stored>(key).await {
+    // The embedded memory backend never waits: read it here rather than through `read_typed`'s future, one
+    // state machine less on every memory hit.
+    let (epoch, read) = match cache.memory_for_read(key) {
+        Some(memory) => {
+            crate::cache::consume_budget().await;
+            let epoch = cache.inner.flights.ended();
+            (epoch, cache.read_memory_typed::<S::Stored>(memory, key))
+        }
+        None => {
+            let epoch = cache.inner.flights.ended();
+            (epoch, cache.read_typed::<S::Stored>(key).await)
+        }
+    };
+    let reread = match read {
         Ok(Some((meta, value))) if flags.max_age.is_none_or(|max| meta.age() < max) => {
             return Lookup::Hit(meta, value);
         }

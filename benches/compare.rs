@@ -7,6 +7,7 @@
 //! cargo bench --bench compare -- --quick --remote memcached  # only the memcached (or redis) rows
 //! valgrind --tool=callgrind target/release/deps/compare-* --profile-memcached 6000 ours  # (or raw) instructions
 //! strace -f -c target/release/deps/compare-* --profile-memcached 100000 ours 64  # syscalls with 64 tasks
+//! valgrind --tool=callgrind target/release/deps/compare-* --profile-redis 6000 ours  # (or raw): vs fred
 //! ```
 //!
 //! Prints a human table, then one `RATIO <name> <value>` line per comparison (ours / peer for times, peer / ours
@@ -607,6 +608,45 @@ fn main() {
                     black_box(peer_memcached(&raw, id).await);
                 } else {
                     black_box(get_profile_memcached(id).await);
+                }
+            }
+        });
+        return;
+    }
+    // `--profile-redis N ours|raw`: N sequential Redis hits, ours or raw fred GET + decode, for callgrind
+    // (instructions per hit beside fred's own).
+    if let Some(i) = args.iter().position(|a| a == "--profile-redis") {
+        let n: u64 = args
+            .get(i + 1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(10_000);
+        let raw_peer = args.get(i + 2).is_some_and(|w| w == "raw");
+        let Some(server) = test_support::RedisServer::start() else {
+            return;
+        };
+        let rt = current_thread();
+        let pool = rt.block_on(async {
+            let backend = RedisBackend::builder()
+                .url(server.url())
+                .build()
+                .await
+                .unwrap();
+            let pool = backend.pool().clone();
+            let _ = REDIS.set(Cache::builder().backend(backend).build());
+            pool.wait_for_connect().await.unwrap();
+            for id in 0..KEYS {
+                let v = get_profile_redis(id).await;
+                assert_eq!(v, peer_fred(&pool, id).await);
+            }
+            pool
+        });
+        rt.block_on(async {
+            for i in 0..n {
+                let id = black_box(i % KEYS);
+                if raw_peer {
+                    black_box(peer_fred(&pool, id).await);
+                } else {
+                    black_box(get_profile_redis(id).await);
                 }
             }
         });

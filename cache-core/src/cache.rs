@@ -19,7 +19,7 @@ use crate::layer::{ValueLayer, ValueLayers};
 use crate::memory::{MemoryBackend, TypedRead};
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::namespace::{NamespaceVersion, NamespacedBackend, DEFAULT_NAMESPACE_REFRESH};
-use crate::router::Router;
+use crate::router::{embedded_memory, Router};
 use crate::shape::Storable;
 use crate::singleflight::SingleFlight;
 use crate::size::decoded_size_beside;
@@ -286,6 +286,17 @@ impl CacheBuilder {
     }
 }
 
+/// Where [`Cache::read_route`] says a read is served from.
+#[derive(Clone, Copy)]
+pub(crate) enum ReadRoute<'a> {
+    /// The current transaction holds a pending write (or delete) of the key; [`Cache::read_typed_at`] reads it.
+    Pending,
+    /// The embedded memory backend, whose reads never wait.
+    Memory(&'a MemoryBackend),
+    /// Any other backend.
+    Backend(&'a Arc<dyn Backend>),
+}
+
 /// A memory read never waits, so a loop of hits would never return to the scheduler and could starve timers
 /// and other tasks on its worker. Like Tokio's own primitives, each read takes a unit of the task's cooperative
 /// budget and yields once it is used up (outside a Tokio runtime this does nothing).
@@ -475,41 +486,56 @@ impl Cache {
     where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
     {
-        if let Some(pending) = self.transaction_read(key) {
-            return Ok(pending.and_then(|bytes| self.decode_or_miss(key, &bytes)));
-        }
-        let backend = self.backend_for(key);
-        let Some(memory) = embedded_memory(backend) else {
-            if let Some(local) = backend.local_copies() {
-                // A local copy of a remote value: a hit is served like a memory hit; anything else asks the backend.
-                let read =
-                    local.get_typed::<(EnvelopeMeta, T), _>(key, self.inner.form.id, |bytes| {
-                        let entry = self.decode_or_miss::<T>(key, bytes)?;
-                        let size =
-                            decoded_size_beside(&entry.1, std::mem::size_of::<EnvelopeMeta>());
-                        Some((entry, size))
-                    });
-                if let Ok(TypedRead::Hit(entry)) = read {
-                    consume_budget().await;
-                    return Ok(Some(entry));
-                }
-            }
-            return self.read_bytes_from(backend, key).await;
-        };
-        consume_budget().await;
-        self.read_memory_typed(memory, key)
+        self.read_typed_at(self.read_route(key), key).await
     }
 
-    /// The embedded memory backend that serves `key` when a read of it needs no future at all: no transaction
-    /// holds a pending write of it, and its route leads to the embedded memory backend. The strategies' hit path
-    /// then takes the cooperative budget ([`consume_budget`]) and calls [`Cache::read_memory_typed`] itself,
-    /// instead of building [`Cache::read_typed`]'s future.
-    #[inline]
-    pub(crate) fn memory_for_read(&self, key: &str) -> Option<&MemoryBackend> {
+    /// Where a read of `key` is served from. The strategies' hit path matches [`ReadRoute::Memory`] itself (taking
+    /// the cooperative budget, [`consume_budget`], and calling [`Cache::read_memory_typed`]) instead of building
+    /// [`Cache::read_typed_at`]'s future; the route is looked up once either way.
+    #[inline(always)]
+    pub(crate) fn read_route(&self, key: &str) -> ReadRoute<'_> {
         if self.transaction_read(key).is_some() {
-            return None;
+            return ReadRoute::Pending;
         }
-        embedded_memory(self.backend_for(key))
+        match self.inner.router.route(key) {
+            Ok(memory) => ReadRoute::Memory(memory),
+            Err(backend) => ReadRoute::Backend(backend),
+        }
+    }
+
+    /// [`Cache::read_typed`] along a route from [`Cache::read_route`].
+    pub(crate) async fn read_typed_at<T>(
+        &self,
+        route: ReadRoute<'_>,
+        key: &str,
+    ) -> Result<Option<(EnvelopeMeta, T)>, CacheError>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        let backend = match route {
+            ReadRoute::Pending => {
+                let pending = self.transaction_read(key).flatten();
+                return Ok(pending.and_then(|bytes| self.decode_or_miss(key, &bytes)));
+            }
+            ReadRoute::Memory(memory) => {
+                consume_budget().await;
+                return self.read_memory_typed(memory, key);
+            }
+            ReadRoute::Backend(backend) => backend,
+        };
+        if let Some(local) = backend.local_copies() {
+            // A local copy of a remote value: a hit is served like a memory hit; anything else asks the backend.
+            let read = local.get_typed::<(EnvelopeMeta, T), _>(key, self.inner.form.id, |bytes| {
+                let entry = self.decode_or_miss::<T>(key, bytes)?;
+                let size = decoded_size_beside(&entry.1, std::mem::size_of::<EnvelopeMeta>());
+                Some((entry, size))
+            });
+            if let Ok(TypedRead::Hit(entry)) = read {
+                consume_budget().await;
+                return Ok(Some(entry));
+            }
+        }
+        self.read_bytes_from(backend, key).await
     }
 
     /// [`Cache::read_typed`] on the embedded memory backend `memory`, which never waits.
@@ -1261,17 +1287,6 @@ const NAMESPACE_VIEWS_NONZERO: std::num::NonZeroUsize =
         Some(n) => n,
         None => std::num::NonZeroUsize::MIN,
     };
-
-/// The embedded memory backend behind `backend`, if that is what it is (directly or in an `Arc`): read without
-/// the boxed futures of the `Backend` trait and, on hits of cached functions, without decoding. A layered
-/// memory backend is not one: its layer must see every read.
-fn embedded_memory(backend: &Arc<dyn Backend>) -> Option<&MemoryBackend> {
-    let any = (**backend).as_any();
-    any.downcast_ref::<MemoryBackend>().or_else(|| {
-        any.downcast_ref::<Arc<MemoryBackend>>()
-            .map(|shared| &**shared)
-    })
-}
 
 #[cfg(test)]
 mod tests {

@@ -25,7 +25,7 @@ pub use soft::{soft, SOFT};
 pub use tags::{delete_tags, tag_key};
 pub use timeouts::{timed, FactoryTimedOut, FactoryTimeouts};
 
-use crate::cache::Cache;
+use crate::cache::{Cache, ReadRoute};
 use crate::context::{self, Hit, Ops};
 use crate::envelope::EnvelopeMeta;
 use crate::error::CacheError;
@@ -547,15 +547,15 @@ where
     }
     // The embedded memory backend never waits: read it here rather than through `read_typed`'s future, one
     // state machine less on every memory hit.
-    let (epoch, read) = match cache.memory_for_read(key) {
-        Some(memory) => {
+    let (epoch, read) = match cache.read_route(key) {
+        ReadRoute::Memory(memory) => {
             crate::cache::consume_budget().await;
             let epoch = cache.inner.flights.ended();
             (epoch, cache.read_memory_typed::<S::Stored>(memory, key))
         }
-        None => {
+        route => {
             let epoch = cache.inner.flights.ended();
-            (epoch, cache.read_typed::<S::Stored>(key).await)
+            (epoch, cache.read_typed_at::<S::Stored>(route, key).await)
         }
     };
     let reread = match read {

@@ -194,6 +194,11 @@ pub struct RedisBackend {
 struct Inner {
     pool: Pool,
     options: Options,
+    /// One client per pooled connection with `options` applied, made once: a command clones neither the client
+    /// (a shared reference-count write) nor the options.
+    clients: Box<[fred::clients::WithOptions<Client>]>,
+    /// Picks the next of `clients`, round robin as `Pool::next_connected` does.
+    next_client: std::sync::atomic::AtomicUsize,
     prefix: String,
     /// `prefix` with glob metacharacters escaped, for `SCAN MATCH`.
     prefix_glob: String,
@@ -539,10 +544,17 @@ impl RedisBackendBuilder {
             max_attempts: Some(1),
             ..Options::default()
         };
+        let clients = pool
+            .clients()
+            .iter()
+            .map(|client| client.with_options(&options))
+            .collect();
         Ok(RedisBackend {
             inner: Arc::new(Inner {
                 pool,
                 options,
+                clients,
+                next_client: std::sync::atomic::AtomicUsize::new(0),
                 prefix_glob: GlobMatcher::escape(&self.prefix),
                 prefix: self.prefix,
                 clustered,
@@ -645,8 +657,23 @@ impl RedisBackend {
         self.inner.pool.next_connected()
     }
 
-    fn client(&self) -> fred::clients::WithOptions<Client> {
-        self.connection().with_options(&self.inner.options)
+    /// The next connected client of the pool with the command options applied (the next one at all when none is
+    /// connected: its command then fails fast).
+    fn client(&self) -> &fred::clients::WithOptions<Client> {
+        // Never empty: fred refuses to build a pool of size 0.
+        let clients = &self.inner.clients;
+        let mut index = self
+            .inner
+            .next_client
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            % clients.len();
+        for _ in 0..clients.len() {
+            if clients[index].is_connected() {
+                break;
+            }
+            index = (index + 1) % clients.len();
+        }
+        &clients[index]
     }
 
     fn node_client(&self, node: &Server) -> fred::clients::WithOptions<Client> {
@@ -748,7 +775,7 @@ impl RedisBackend {
             loop {
                 let client = match &node {
                     Some(node) => self.node_client(node),
-                    None => self.client(),
+                    None => self.client().clone(),
                 };
                 let reply: Value = client
                     .scan_page(
@@ -1146,7 +1173,7 @@ impl Backend for RedisBackend {
             for node in self.primaries()? {
                 let client = match &node {
                     Some(node) => self.node_client(node),
-                    None => self.client(),
+                    None => self.client().clone(),
                 };
                 let _: Value = client
                     .custom(

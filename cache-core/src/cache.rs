@@ -459,7 +459,7 @@ impl Cache {
             consume_budget().await;
             return Ok(Some(bytes));
         }
-        let read = match embedded_memory(backend) {
+        let read = match self.inner.router.as_memory(backend) {
             Some(memory) => {
                 consume_budget().await;
                 memory.get_now(key)

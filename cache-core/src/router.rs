@@ -54,12 +54,17 @@ impl Router {
     #[inline(always)]
     pub(crate) fn route(&self, key: &str) -> Result<&MemoryBackend, &Arc<dyn Backend>> {
         let backend = self.backend_for(key);
-        if self.has_memory
-            && let Some(memory) = embedded_memory(backend)
-        {
-            return Ok(memory);
+        self.as_memory(backend).ok_or(backend)
+    }
+
+    /// [`embedded_memory`] for one of this router's backends, without the downcasts when none of them is one.
+    #[inline(always)]
+    pub(crate) fn as_memory<'a>(&self, backend: &'a Arc<dyn Backend>) -> Option<&'a MemoryBackend> {
+        if self.has_memory {
+            embedded_memory(backend)
+        } else {
+            None
         }
-        Err(backend)
     }
 
     /// Every backend, the default one first: for operations over all keys.

@@ -360,6 +360,30 @@ fn median(mut xs: Vec<f64>) -> f64 {
     xs[xs.len() / 2]
 }
 
+/// `n` sequential hits over the warm keys on `rt`: ours, or the raw peer's (`--profile-memcached`,
+/// `--profile-redis`), for callgrind.
+fn sequential_hits<Ours, Raw>(
+    rt: &tokio::runtime::Runtime,
+    n: u64,
+    raw_peer: bool,
+    ours: impl Fn(u64) -> Ours,
+    raw: impl Fn(u64) -> Raw,
+) where
+    Ours: Future<Output = Profile>,
+    Raw: Future<Output = Profile>,
+{
+    rt.block_on(async {
+        for i in 0..n {
+            let id = black_box(i % KEYS);
+            if raw_peer {
+                black_box(raw(id).await);
+            } else {
+                black_box(ours(id).await);
+            }
+        }
+    });
+}
+
 fn current_thread() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -601,16 +625,13 @@ fn main() {
             eprintln!("{:.0} calls/s", sample(n));
             return;
         }
-        current_thread().block_on(async {
-            for i in 0..n {
-                let id = black_box(i % KEYS);
-                if raw_peer {
-                    black_box(peer_memcached(&raw, id).await);
-                } else {
-                    black_box(get_profile_memcached(id).await);
-                }
-            }
-        });
+        sequential_hits(
+            &current_thread(),
+            n,
+            raw_peer,
+            get_profile_memcached,
+            |id| peer_memcached(&raw, id),
+        );
         return;
     }
     // `--profile-redis N ours|raw`: N sequential Redis hits, ours or raw fred GET + decode, for callgrind
@@ -640,15 +661,8 @@ fn main() {
             }
             pool
         });
-        rt.block_on(async {
-            for i in 0..n {
-                let id = black_box(i % KEYS);
-                if raw_peer {
-                    black_box(peer_fred(&pool, id).await);
-                } else {
-                    black_box(get_profile_redis(id).await);
-                }
-            }
+        sequential_hits(&rt, n, raw_peer, get_profile_redis, |id| {
+            peer_fred(&pool, id)
         });
         return;
     }
